@@ -1,0 +1,19 @@
+"""FER Studio's engine: data, models, training, evaluation, face detection and EmotionRecognizer.
+
+Importing it loads no model and downloads nothing; heavy modules load on first use.
+"""
+from .emotions import EMOTIONS
+from .errors import DatasetError, FerError, InvalidImageError, WeightsError
+
+__all__ = ["EMOTIONS", "EmotionRecognizer", "InvalidImageError", "DatasetError", "WeightsError", "FerError",
+           "create_model", "list_models"]
+
+
+def __getattr__(name):
+    if name == "EmotionRecognizer":
+        from .recognizer import EmotionRecognizer
+        return EmotionRecognizer
+    if name in ("create_model", "list_models"):
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'fer_core' has no attribute {name!r}")

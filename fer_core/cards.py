@@ -1,0 +1,118 @@
+"""Shipped weights that describe themselves: weights/NAME.pt (fp16 state dict) + weights/NAME.json.
+
+The card holds the architecture and its args, metrics, history, recipe, dataset fingerprint,
+hardware, latency and the sha256 of the .pt. Loading checks that sha256 before unpickling
+anything and unpickles with `weights_only=True`.
+"""
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .models import create_model
+
+log = logging.getLogger(__name__)
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_dir(path=None) -> Path:
+    return Path(path or os.environ.get("FER_WEIGHTS_DIR") or REPO_WEIGHTS)
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, write):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_weights(model, card: dict, directory=None) -> Path:
+    """Write NAME.pt in fp16 and NAME.json with the file's sha256 and size; returns the card path."""
+    d = weights_dir(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    name = card["name"]
+    pt = d / f"{name}.pt"
+    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    _write_atomic(pt, lambda p: torch.save(state, p))
+    card = {**card, "weights_file": pt.name, "dtype": "float16", "size_bytes": pt.stat().st_size,
+            "sha256": sha256_file(pt)}
+    write_card(card, d)
+    return d / f"{name}.json"
+
+
+def write_card(card: dict, directory=None):
+    path = weights_dir(directory) / f"{card['name']}.json"
+    _write_atomic(path, lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))
+
+
+def read_cards(directory=None) -> list:
+    """Every readable card in the weights folder, sorted by name; unreadable ones are logged and skipped."""
+    cards = []
+    d = weights_dir(directory)
+    for path in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            card = json.loads(path.read_text())
+            if not isinstance(card, dict) or not {"name", "arch"} <= card.keys():
+                raise ValueError("it lacks 'name' or 'arch'")
+            cards.append(card)
+        except (OSError, ValueError) as e:
+            log.warning("skipping model card %s: %s", path, e)
+    return cards
+
+
+def find_card(name=None, directory=None) -> dict:
+    """The card called `name`, or the default one when `name` is None."""
+    cards = read_cards(directory)
+    if not cards:
+        raise WeightsError(f"no shipped models: {weights_dir(directory)} holds no model cards (*.json)")
+    if name is None:
+        defaults = [c for c in cards if c.get("default")]
+        return defaults[0] if defaults else max(cards, key=lambda c: val_accuracy(c))
+    for c in cards:
+        if c["name"] == name:
+            return c
+    raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
+
+
+def val_accuracy(card: dict) -> float:
+    return card.get("metrics", {}).get("val", {}).get("accuracy", 0.0)
+
+
+def load_model(name=None, directory=None, device="cpu"):
+    """(model in eval mode, card) for a shipped model, after checking its weights' sha256."""
+    card = find_card(name, directory)
+    pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
+    if not pt.exists():
+        raise WeightsError(f"{pt} is missing (named by the card {card['name']}.json)")
+    if sha256_file(pt) != card.get("sha256"):
+        raise WeightsError(f"{pt} does not match the sha256 in {card['name']}.json: the file is corrupt "
+                           "or was changed; restore it or export the model again")
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        model = create_model(card["arch"], **card.get("arch_args", {}))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except Exception as e:  # a foreign pickle, wrong shapes, a truncated zip: all mean "bad weights file"
+        raise WeightsError(f"{pt} could not be loaded as {card['arch']}: {e}") from None
+    return model.to(device).eval(), card
+
+
+def set_default(name, directory=None):
+    """Mark `name` as the one default model, clearing the mark on every other card."""
+    cards = read_cards(directory)
+    if name not in {c["name"] for c in cards}:
+        raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
+    for c in cards:
+        if bool(c.get("default")) != (c["name"] == name):
+            write_card({**c, "default": c["name"] == name}, directory)

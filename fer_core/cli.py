@@ -1,0 +1,120 @@
+"""`python -m fer_core {train,evaluate,models,predict,default,results}`: argument parsing only."""
+import argparse
+import json
+import logging
+import sys
+
+from .errors import FerError
+
+
+def cmd_train(args):
+    from . import train
+    train.run(args, sys.argv[1:])
+
+
+def cmd_evaluate(args):
+    from .cards import load_model
+    from .data import FER2013, dataset_path
+    from .evaluate import format_table, metrics, predict_logits, softmax
+    model, card = load_model(args.model)
+    split = FER2013(dataset_path(args.data)).load(args.split)
+    probs = softmax(predict_logits(model, split.images, tta=args.tta), card.get("temperature", 1.0))
+    m = {"model": card["name"], "split": args.split, "tta": args.tta, **metrics(probs, split.labels)}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(m, f, indent=1)
+    print(format_table(m, f"{card['name']} on {args.split}{' with TTA' if args.tta else ''}"))
+
+
+def cmd_models(args):
+    from .cards import read_cards
+    from .models import list_models
+    shipped = {c["name"]: c for c in read_cards()}
+    rows = [{"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": True,
+             "params": c.get("params"), "metrics": c.get("metrics", {})} for n, c in shipped.items()]
+    rows += [{"name": a, "arch": a, "default": False, "weights": False, "metrics": {}}
+             for a in list_models() if a not in shipped]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'name':<16}{'arch':<16}{'weights':<9}{'val acc':>8}{'val TTA':>9}  default")
+    for r in rows:
+        acc = r["metrics"].get("val", {}).get("accuracy")
+        tta = r["metrics"].get("val_tta", {}).get("accuracy")
+        print(f"{r['name']:<16}{r['arch']:<16}{'yes' if r['weights'] else '-':<9}"
+              f"{f'{acc:.2%}' if acc else '-':>8}{f'{tta:.2%}' if tta else '-':>9}  {'*' if r['default'] else ''}")
+
+
+def cmd_predict(args):
+    from .recognizer import EmotionRecognizer
+    rec = EmotionRecognizer(model=args.model, detector=args.detector)
+    results, failed = [], False
+    for image in args.images:
+        try:
+            results.append({"image": image, "faces": [f.to_dict() for f in rec.predict(image)]})
+        except FerError as e:
+            failed = True
+            results.append({"image": image, "error": str(e)})
+    print(json.dumps(results, indent=1))
+    return 1 if failed else 0
+
+
+def cmd_default(args):
+    from .cards import set_default
+    set_default(args.name)
+    print(f"{args.name} is now the default model")
+
+
+def cmd_results(args):
+    from .report import results_markdown, update_readme
+    if args.readme:
+        changed = update_readme(args.readme)
+        print(f"{args.readme}: results table {'updated' if changed else 'already up to date'}")
+    else:
+        print(results_markdown())
+
+
+def build_parser():
+    from .train import add_arguments
+    p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a registered architecture on FER2013")
+    add_arguments(t)
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="metrics of a shipped model on a split")
+    e.add_argument("--model", help="shipped model name (default: the default model)")
+    e.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    e.add_argument("--split", default="val", choices=["train", "val", "test"])
+    e.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    e.add_argument("--json", help="also write the metrics to this JSON file")
+    e.set_defaults(func=cmd_evaluate)
+    m = sub.add_parser("models", help="registered architectures and shipped models")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+    r = sub.add_parser("predict", help="faces and emotions in image files, as JSON")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--model", help="shipped model name (default: the default model)")
+    r.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"])
+    r.add_argument("--json", action="store_true", help="JSON output (the only format; kept for scripts)")
+    r.set_defaults(func=cmd_predict)
+    d = sub.add_parser("default", help="mark a shipped model as the app's default")
+    d.add_argument("name")
+    d.set_defaults(func=cmd_default)
+    s = sub.add_parser("results", help="the results table from the model cards (Markdown)")
+    s.add_argument("--readme", help="rewrite the table inside this README instead of printing it")
+    s.set_defaults(func=cmd_results)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args) or 0
+    except (FerError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

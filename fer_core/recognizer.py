@@ -1,0 +1,80 @@
+"""EmotionRecognizer: faces and their emotions in a picture, from a shipped model."""
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cards import load_model
+from .emotions import EMOTIONS
+from .evaluate import softmax
+from .faces import create_detector
+from .images import load_image
+from .preprocess import FACE_SIZE, crop_face, faces_to_tensor
+
+
+@dataclass
+class FaceResult:
+    box: tuple  # (x, y, w, h) in the original picture's pixels
+    label: str
+    confidence: float
+    scores: dict  # {emotion: probability}, EMOTIONS order
+
+    def to_dict(self) -> dict:
+        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+
+
+class EmotionRecognizer:
+    """Detect faces and classify their emotion. Safe to share between threads.
+
+    model: a shipped model name (see `python -m fer_core models`), None for the default.
+    detector: "auto" (YuNet when available, else Haar), "yunet" or "haar".
+    """
+
+    def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None):
+        self.device = torch.device(device)
+        self.model, self.card = load_model(model, weights_dir, self.device)
+        self.temperature = float(self.card.get("temperature", 1.0))
+        self.detector = create_detector(detector)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.name
+
+    def detect(self, image) -> list:
+        """Face boxes (x, y, w, h) in a picture (anything `predict` accepts)."""
+        return self.detector.detect(load_image(image))
+
+    @torch.inference_mode()
+    def classify(self, faces) -> np.ndarray:
+        """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order."""
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {faces.dtype} {faces.shape}")
+        if len(faces) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        logits = self.model(faces_to_tensor(faces, self.device)).float().cpu().numpy()
+        return softmax(logits, self.temperature)
+
+    def predict(self, image) -> list:
+        """Every face in `image`, left to right, as FaceResult."""
+        bgr = load_image(image)
+        boxes = sorted(self.detector.detect(bgr), key=lambda b: (b[0], b[1]))
+        if not boxes:
+            return []
+        probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]))
+        return [self._result(b, p) for b, p in zip(boxes, probs)]
+
+    @staticmethod
+    def _result(box, probs) -> FaceResult:
+        i = int(np.argmax(probs))
+        return FaceResult(tuple(int(v) for v in box), EMOTIONS[i], float(probs[i]),
+                          {e: float(p) for e, p in zip(EMOTIONS, probs)})

@@ -1,0 +1,238 @@
+"""Training: `python -m fer_core train --model NAME --data PATH [--epochs N ...]`.
+
+The whole split sits in memory as uint8 and is augmented batch-wise on the training device.
+Every epoch ends with a val pass and two checkpoints written atomically: last.pt (everything
+needed by --resume) and best.pt (the best val accuracy so far). Each epoch draws its shuffle and
+augmentation from a generator seeded by (seed, epoch), so a killed and resumed run follows the
+same path as an uninterrupted one. At the end the best weights are exported with their card.
+"""
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import cards
+from .augment import augment
+from .data import FER2013, dataset_path
+from .emotions import EMOTIONS
+from .evaluate import metrics, predict_logits, reliability, softmax
+from .models import count_params, create_model
+from .preprocess import faces_to_tensor
+from .speed import cpu_latency_card, cpu_name
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="architecture from the registry (see `models`)")
+    p.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    p.add_argument("--name", help="name of the exported model (default: the architecture)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--opt", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sgd 0.05, adamw 2e-3)")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05")
+    p.add_argument("--schedule", choices=["cosine", "onecycle"], default="cosine")
+    p.add_argument("--warmup", type=float, default=2, help="warm-up epochs before cosine decay")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast; auto: on for CUDA, and on the CPU only where it has native bf16")
+    p.add_argument("--pretrained", action="store_true", help="start from ImageNet weights in the torch cache")
+    p.add_argument("--out", help="run folder for checkpoints and history (default: runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--weights-dir", help="where to export NAME.pt/.json (default: weights/)")
+    p.add_argument("--no-export", action="store_true", help="keep the result in the run folder only")
+    p.add_argument("--default", action="store_true", help="mark the exported model as the app's default")
+
+
+def pick_device(name="auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _save_atomic(obj, path: Path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _lr_lambda(args, steps_per_epoch):
+    total, warm = args.epochs * steps_per_epoch, int(args.warmup * steps_per_epoch)
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+    return factor
+
+
+def _optimizer_and_schedule(model, args, steps_per_epoch):
+    lr = args.lr or (0.05 if args.opt == "sgd" else 2e-3)
+    wd = args.weight_decay if args.weight_decay is not None else (5e-4 if args.opt == "sgd" else 0.05)
+    if args.opt == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    if args.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=args.epochs * steps_per_epoch)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(args, steps_per_epoch))
+    return opt, sched
+
+
+def use_amp(device, choice="auto") -> bool:
+    """bf16 autocast pays on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX); on an AVX2-only
+    CPU it is emulated and measured here 10-15x slower than fp32, so auto leaves it off there."""
+    if choice != "auto":
+        return choice == "on"
+    return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _autocast(device, enabled):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def recipe_command(argv) -> str:
+    kept = [a for a in argv if a != "--resume"]
+    return "python -m fer_core " + shlex.join(kept)
+
+
+def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp):
+    model.train()
+    g = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+    torch.manual_seed(args.seed * 100_003 + epoch)  # dropout
+    order = torch.randperm(len(labels), generator=g)
+    steps = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm dislikes size 1)
+    total_loss = correct = seen = 0
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, dynamic_ncols=True,
+               disable=None)
+    for i in bar:
+        idx = order[i * args.batch_size:(i + 1) * args.batch_size]
+        x = augment(faces_to_tensor(images[idx], device), g).contiguous(memory_format=torch.channels_last)
+        y = labels[idx].to(device)
+        with _autocast(device, amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def run(args, argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    name = args.name or args.model
+    out = Path(args.out or Path("runs") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    data = FER2013(dataset_path(args.data))
+    train, val = data.load("train"), data.load("val")
+    images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    if device.type == "cuda":
+        images, labels = images.to(device), labels.to(device)
+
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, pretrained=args.pretrained).to(device, memory_format=torch.channels_last)
+    opt, sched = _optimizer_and_schedule(model, args, len(labels) // args.batch_size)
+    state = {"epoch": 0, "best_acc": -1.0, "history": [], "recipe": recipe_command(argv), "wall_s": 0.0}
+    last = out / "last.pt"
+    if args.resume and last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        state = ckpt["state"]
+        log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
+
+    amp = use_amp(device, args.amp)
+    print(f"training {args.model} ({count_params(model):,} params) on {device} (bf16: {amp}) for {args.epochs} epochs; "
+          f"train {len(labels)}, val {len(val)}", flush=True)
+    for epoch in range(state["epoch"], args.epochs):
+        t0 = time.time()
+        loss, acc = train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp)
+        logits = predict_logits(model, val.images, device)
+        val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
+        val_acc = float((logits.argmax(1) == val.labels).mean())
+        seconds = time.time() - t0
+        state["history"].append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
+                                 "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4),
+                                 "lr": round(sched.get_last_lr()[0], 6), "seconds": round(seconds, 1)})
+        state["epoch"], state["wall_s"] = epoch + 1, state["wall_s"] + seconds
+        if val_acc > state["best_acc"]:
+            state["best_acc"] = val_acc
+            _save_atomic(model.state_dict(), out / "best.pt")
+        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                      "state": state}, last)
+        (out / "history.json").write_text(json.dumps(state["history"], indent=1))
+        print(f"epoch {epoch + 1}/{args.epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
+              f"val_acc {val_acc:.4f}  lr {sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)
+
+    if not args.no_export:
+        path = export(args, name, out, data, device, state)
+        print(f"exported {path}", flush=True)
+    return state
+
+
+def export(args, name, out: Path, data: FER2013, device, state) -> Path:
+    """Write the best epoch's weights (fp16) and their card, with metrics measured on those fp16 weights."""
+    model = create_model(args.model)
+    model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
+    card = {
+        "name": name, "arch": args.model, "arch_args": {}, "default": bool(args.default),
+        "labels": list(EMOTIONS), "params": count_params(model),
+        "recipe": state["recipe"], "history": state["history"],
+        "train_args": {k: v for k, v in vars(args).items() if k not in {"func", "command"}},
+        "dataset": {"source": data.path.name, "layout": data.layout, "fingerprint": data.fingerprint(),
+                    "counts": data.counts()},
+        "hardware": {"device": str(device), "name": _device_name(device), "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp), "best_epoch": _best_epoch(state["history"]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    card_path = cards.save_weights(model, card, args.weights_dir)
+    fp16_model, card = cards.load_model(name, args.weights_dir)  # measure what ships: the fp16 file
+    val = data.load("val")
+    card["metrics"] = {}
+    for key, tta in (("val", False), ("val_tta", True)):
+        probs = softmax(predict_logits(fp16_model, val.images, "cpu", tta=tta))
+        card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
+    card["cpu_ms_per_face"] = cpu_latency_card(fp16_model)
+    cards.write_card(card, args.weights_dir)
+    if args.default:
+        cards.set_default(name, args.weights_dir)
+    return card_path
+
+
+def _best_epoch(history):
+    return max(history, key=lambda h: h["val_acc"])["epoch"] if history else 0
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
