@@ -1,4 +1,5 @@
-"""Face detectors: `haar` (OpenCV's bundled cascade) and `yunet` (cv2.FaceDetectorYN).
+"""Face detectors: `haar` (OpenCV's bundled cascade) and `yunet` (cv2.FaceDetectorYN). Both
+return boxes as (x, y, w, h) in the original picture's pixels, sorted left to right.
 
 `create_detector("auto")` picks YuNet when its model is available: from env FER_YUNET_MODEL,
 else a cached copy of the official opencv_zoo file, downloaded once and checked against its
@@ -66,7 +67,7 @@ class HaarDetector:
             found = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=HAAR_NEIGHBORS,
                                                    minSize=(side, side))
         boxes = [_clip_box(*(v / scale for v in b), bgr.shape[1], bgr.shape[0]) for b in np.asarray(found)]
-        return [b for b in boxes if b]
+        return sorted(b for b in boxes if b)
 
 
 class YuNetDetector:
@@ -85,7 +86,7 @@ class YuNetDetector:
         if found is None:
             return []
         boxes = [_clip_box(*_square(*(v / scale for v in row[:4])), bgr.shape[1], bgr.shape[0]) for row in found]
-        return [b for b in boxes if b]
+        return sorted(b for b in boxes if b)
 
 
 def _square(x, y, w, h):

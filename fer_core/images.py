@@ -76,7 +76,9 @@ def _from_pil(img: Image.Image, what="the image") -> np.ndarray:
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)  # animations: the first frame
     img = ImageOps.exif_transpose(img) if img.getexif() else img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode.startswith("I;16"):  # 16-bit: scale by the format's range, not the picture's
+        return _from_array((np.asarray(img).astype(np.float32) * (255 / 65535)).round().astype(np.uint8))
+    if img.mode in ("I", "F"):
         return _from_array(np.asarray(img))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

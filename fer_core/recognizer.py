@@ -1,5 +1,4 @@
 """EmotionRecognizer: faces and their emotions in a picture, from a shipped model."""
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,6 @@ class EmotionRecognizer:
         self.model, self.card = load_model(model, weights_dir, self.device)
         self.temperature = float(self.card.get("temperature", 1.0))
         self.detector = create_detector(detector)
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -67,7 +65,7 @@ class EmotionRecognizer:
     def predict(self, image) -> list:
         """Every face in `image`, left to right, as FaceResult."""
         bgr = load_image(image)
-        boxes = sorted(self.detector.detect(bgr), key=lambda b: (b[0], b[1]))
+        boxes = self.detector.detect(bgr)
         if not boxes:
             return []
         probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]))
