@@ -226,7 +226,12 @@ def _load_or_decode(src: FER2013) -> dict:
     if cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:
-                return _unpack(dict(z))
+                arrays = dict(z)
+            out = _unpack(arrays)
+            for p in arrays.get("problems", ()):  # rows/files the decoding skipped: report them again
+                src.problems.append(str(p))
+                log.warning("%s: %s", src.path.name, p)
+            return out
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable dataset cache %s (%s)", cache, e)
     arrays = _decode(src)
@@ -248,11 +253,13 @@ def _unpack(arrays: dict) -> dict:
 def _decode(src: FER2013) -> dict:
     reader = _reader(src)
     kept = {s: ([], [], []) for s in SPLITS}
+    skipped = []
     for e in src.entries:
         try:
             img = reader(e)
         except DatasetError as err:
-            src.problems.append(f"{e.name}: {err} (skipped)")
+            skipped.append(f"{e.name}: {err} (skipped)")
+            src.problems.append(skipped[-1])
             log.warning("%s: %s: %s (skipped)", src.path.name, e.name, err)
             continue
         images, labels, names = kept[e.split]
@@ -268,6 +275,7 @@ def _decode(src: FER2013) -> dict:
     if not arrays:
         raise DatasetError(f"no readable faces in {src.path}" + _problem_hint(src.problems))
     arrays["fingerprint"] = np.asarray(digest.hexdigest())
+    arrays["problems"] = np.asarray(skipped, dtype=str)
     return arrays
 
 

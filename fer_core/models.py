@@ -12,6 +12,7 @@ import torch.nn as nn
 import torchvision
 
 from .emotions import EMOTIONS
+from .errors import FerError
 
 log = logging.getLogger(__name__)
 _REGISTRY = {}
@@ -27,8 +28,8 @@ def list_models() -> list:
 
 
 def create_model(name: str, num_classes: int = len(EMOTIONS), pretrained: bool = False, **kwargs) -> nn.Module:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    if name not in _REGISTRY:  # FerError: a ValueError that the CLI reports without a traceback
+        raise FerError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     model = _REGISTRY[name](num_classes=num_classes, **kwargs)
     if pretrained:
         load_imagenet_weights(model, name)
@@ -152,7 +153,7 @@ def load_imagenet_weights(model: nn.Module, name: str):
     (the 3x3 stem that replaced a 7x7 one, the 7-class head) stay as initialised.
     """
     if name not in _IMAGENET:
-        raise ValueError(f"--pretrained: {name} has no ImageNet weights; only {', '.join(sorted(_IMAGENET))} do")
+        raise FerError(f"--pretrained: {name} has no ImageNet weights; only {', '.join(sorted(_IMAGENET))} do")
     path = imagenet_weights_file(name)
     if not path.exists():
         raise FileNotFoundError(

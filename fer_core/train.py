@@ -150,14 +150,14 @@ def run(args, argv=None):
     name = args.name or args.model
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, pretrained=args.pretrained).to(device, memory_format=torch.channels_last)
     data = FER2013(dataset_path(args.data))
     train, val = data.load("train"), data.load("val")
     images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
     if device.type == "cuda":
         images, labels = images.to(device), labels.to(device)
 
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, pretrained=args.pretrained).to(device, memory_format=torch.channels_last)
     opt, sched = _optimizer_and_schedule(model, args, len(labels) // args.batch_size)
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "recipe": recipe_command(argv), "wall_s": 0.0}
     last = out / "last.pt"

@@ -1,0 +1,101 @@
+"""Batch augmentation: shape-preserving, seeded, flips about half the faces, erases some."""
+import torch
+
+from fer_core import augment as aug
+from fer_core.augment import augment
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch(n=64, seed=0):
+    return torch.randn(n, 1, 48, 48, generator=_gen(seed))
+
+
+def _left_bright(n):
+    """Left half +1, right half -1 (left-right asymmetric)."""
+    x = torch.full((n, 1, 48, 48), -1.0)
+    x[..., :24] = 1.0
+    return x
+
+
+def test_keeps_shape_dtype_and_input():
+    x = _batch()
+    copy = x.clone()
+    out = augment(x, _gen(0))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert torch.equal(x, copy)  # a copy, the input is untouched
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, x)
+
+
+def test_works_on_float64_and_a_batch_of_one():
+    out = augment(torch.randn(1, 1, 48, 48, dtype=torch.float64), _gen(0))
+    assert out.shape == (1, 1, 48, 48) and out.dtype == torch.float64
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    x = _batch()
+    a, b, c = augment(x, _gen(7)), augment(x, _gen(7)), augment(x, _gen(8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    # every face gets its own draw: no two faces of a constant batch are warped alike
+    same = augment(_left_bright(8), _gen(3))
+    assert all(not torch.allclose(same[i], same[j]) for i in range(8) for j in range(i + 1, 8))
+
+
+def test_the_generator_advances():
+    g, x = _gen(1), _batch(8)
+    assert not torch.allclose(augment(x, g), augment(x, g))
+
+
+def test_flips_about_half():
+    n = 1000
+    out = augment(_left_bright(n), _gen(0))
+    core = out[:, 0, 12:36]  # rows away from the padded border
+    left, right = core[..., 4:20].mean((1, 2)), core[..., 28:44].mean((1, 2))
+    flipped = right > left
+    assert (left - right).abs().min() > 0.5  # every face is clearly one way or the other
+    assert 0.44 < flipped.float().mean() < 0.56  # Binomial(1000, 0.5): 6 standard deviations either side
+
+
+def test_shift_stays_within_four_pixels(monkeypatch):
+    """An unflipped face's bright/dark edge (column 24) moves at most SHIFT px (plus a pixel of interpolation)."""
+    monkeypatch.setattr(aug, "ERASE_P", 0.0)
+    n = 400
+    out = augment(_left_bright(n), _gen(2))
+    row = out[:, 0, 24, :]  # the middle row: rotation and zoom about the centre barely move its edge
+    not_flipped = row[:, 4:20].mean(1) > row[:, 28:44].mean(1)
+    first_dark = (row[not_flipped] < -0.5).float().argmax(1).float()
+    assert first_dark.min() >= 24 - aug.SHIFT and first_dark.max() <= 24 + aug.SHIFT + 1
+    assert first_dark.std() > 1  # it does move
+    assert first_dark.max() - first_dark.min() >= 2 * aug.SHIFT - 2  # over the whole range
+
+
+def test_erasing_zeroes_rectangles_in_some_faces(monkeypatch):
+    n = 400
+    x = torch.ones(n, 1, 48, 48)
+    center = slice(16, 32)  # no shift, zoom or rotation reaches the padding here
+    monkeypatch.setattr(aug, "ERASE_P", 0.0)
+    plain = augment(x, _gen(5))
+    assert (plain[:, 0, center, center] > 0.5).all()
+    monkeypatch.setattr(aug, "ERASE_P", 1.0)
+    erased = augment(x, _gen(5))  # the same draws, every erasing switched on
+    zeros_plain, zeros_erased = (plain == 0).sum((1, 2, 3)), (erased == 0).sum((1, 2, 3))
+    assert ((plain == 0) <= (erased == 0)).all()  # erasing only adds zeros, the warp is the same
+    added = zeros_erased - zeros_plain
+    assert (added > 0).float().mean() > 0.9
+    assert added.max() <= 0.2 * 48 * 48 + 2 * 48  # at most about ERASE_AREA's upper bound
+    assert torch.equal(erased[erased != 0], plain[erased != 0])
+
+    monkeypatch.setattr(aug, "ERASE_P", 0.25)  # the default: about a quarter of the faces
+    default = augment(x, _gen(5))
+    hit = ((default == 0).sum((1, 2, 3)) > (plain == 0).sum((1, 2, 3))).float().mean()
+    assert 0.15 < hit < 0.35
+
+
+def test_default_erasing_blanks_the_middle_of_some_faces():
+    out = augment(torch.ones(400, 1, 48, 48), _gen(0))
+    middle_zero = (out[:, 0, 16:32, 16:32] == 0).flatten(1).any(1).float().mean()
+    assert 0.02 < middle_zero < 0.3

@@ -1,0 +1,252 @@
+"""Model cards and weights: fp16 round trip, sha256 checks before unpickling, defaults, `models --json`,
+and the weights shipped in the repository."""
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core import cards
+from fer_core.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
+                            write_card)
+from fer_core.cli import main
+from fer_core.errors import WeightsError
+from fer_core.evaluate import metrics, predict_logits, softmax
+from fer_core.models import create_model, list_models
+from helpers_data import run_cli
+
+MAX_SHIPPED_BYTES = 16 * 1024 * 1024
+
+
+def _model(seed=0):
+    """A mini_xception with non-default BatchNorm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    m = create_model("mini_xception")
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(8, 1, 48, 48) * 2 + 0.5)
+    return m.eval()
+
+
+def _faces(n=6, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture
+def shipped(weights_dir):
+    """weights_dir holding one exported model 'tiny' (mini_xception); returns (model, card path, .pt path)."""
+    model = _model()
+    card_path = save_weights(model, {"name": "tiny", "arch": "mini_xception", "arch_args": {},
+                                     "metrics": {"val": {"accuracy": 0.5}}})
+    return model, card_path, weights_dir / "tiny.pt"
+
+
+def test_round_trip_in_fp16(shipped, weights_dir, tmp_path):
+    model, card_path, pt = shipped
+    assert card_path == weights_dir / "tiny.json" and pt.is_file()
+    state = torch.load(pt, weights_only=True)
+    assert state.keys() == model.state_dict().keys()
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    assert any(v.dtype == torch.int64 for v in state.values())  # BatchNorm's counters keep their type
+    card = json.loads(card_path.read_text())
+    assert card["sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest() == sha256_file(pt)
+    assert card["size_bytes"] == pt.stat().st_size and card["weights_file"] == "tiny.pt"
+    assert card["dtype"] == "float16" and card["metrics"] == {"val": {"accuracy": 0.5}}
+
+    loaded, loaded_card = load_model("tiny")
+    assert loaded_card == card and not loaded.training
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    faces = _faces()
+    want, got = softmax(predict_logits(model, faces)), softmax(predict_logits(loaded, faces))
+    assert np.abs(want - got).max() < 1e-2
+    assert (want.argmax(1) == got.argmax(1)).mean() >= 5 / 6
+    # the file is much smaller than the fp32 state dict saved the same way
+    torch.save(model.state_dict(), tmp_path / "fp32.pt")
+    assert pt.stat().st_size < 0.75 * (tmp_path / "fp32.pt").stat().st_size
+
+
+def test_saving_again_replaces_both_files_atomically(shipped, weights_dir):
+    _, card_path, pt = shipped
+    save_weights(_model(seed=1), {"name": "tiny", "arch": "mini_xception"})
+    card = json.loads(card_path.read_text())
+    assert card["sha256"] == sha256_file(pt)
+    assert sorted(p.name for p in weights_dir.iterdir()) == ["tiny.json", "tiny.pt"]  # no temporary files left
+    load_model("tiny")
+
+
+def test_a_flipped_byte_is_refused_before_unpickling(shipped, monkeypatch):
+    _, _, pt = shipped
+    data = bytearray(pt.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    pt.write_bytes(bytes(data))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("unpickled a file whose sha256 is wrong"))
+    with pytest.raises(WeightsError, match=f"{pt}.*does not match the sha256 in tiny.json"):
+        load_model("tiny")
+
+
+def test_a_truncated_file_is_refused(shipped):
+    _, card_path, pt = shipped
+    pt.write_bytes(pt.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match=f"{pt} does not match the sha256"):
+        load_model("tiny")
+    # even when the card is made to agree with it, it cannot load
+    card = json.loads(card_path.read_text())
+    write_card({**card, "sha256": sha256_file(pt)})
+    with pytest.raises(WeightsError, match=f"{pt} could not be loaded as mini_xception"):
+        load_model("tiny")
+
+
+def test_an_edited_card_sha256_is_refused(shipped):
+    _, card_path, _ = shipped
+    card = json.loads(card_path.read_text())
+    write_card({**card, "sha256": "0" * 64})
+    with pytest.raises(WeightsError, match="does not match the sha256 in tiny.json"):
+        load_model("tiny")
+    write_card({k: v for k, v in card.items() if k != "sha256"})
+    with pytest.raises(WeightsError, match="does not match the sha256"):
+        load_model("tiny")
+
+
+def test_a_missing_weights_file(shipped):
+    _, _, pt = shipped
+    pt.unlink()
+    with pytest.raises(WeightsError, match=f"{pt} is missing \\(named by the card tiny.json\\)"):
+        load_model("tiny")
+
+
+def test_weights_of_another_architecture_are_refused(shipped):
+    _, card_path, _ = shipped
+    write_card({**json.loads(card_path.read_text()), "arch": "cnn"})
+    with pytest.raises(WeightsError, match="could not be loaded as cnn"):
+        load_model("tiny")
+
+
+class NotWeights:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_pickle_with_code_is_never_executed(weights_dir):
+    pt = weights_dir / "evil.pt"
+    torch.save({"x": NotWeights()}, pt)
+    write_card({"name": "evil", "arch": "cnn", "weights_file": "evil.pt", "sha256": sha256_file(pt)})
+    with pytest.raises(WeightsError, match="evil.pt could not be loaded as cnn"):
+        load_model("evil")
+
+
+def test_unreadable_cards_are_skipped(shipped, weights_dir, caplog):
+    (weights_dir / "broken.json").write_text("{not json")
+    (weights_dir / "list.json").write_text("[1, 2]")
+    (weights_dir / "noarch.json").write_text('{"name": "noarch"}')
+    write_card({"name": "alpha", "arch": "cnn"})
+    assert [c["name"] for c in read_cards()] == ["alpha", "tiny"]
+    assert "broken.json" in caplog.text and "noarch.json" in caplog.text and "lacks 'name' or 'arch'" in caplog.text
+    assert read_cards(weights_dir / "absent") == []
+
+
+def test_find_card_picks_the_default_else_the_best(weights_dir):
+    with pytest.raises(WeightsError, match=f"no shipped models: {weights_dir} holds no model cards"):
+        find_card()
+    write_card({"name": "a", "arch": "cnn", "metrics": {"val": {"accuracy": 0.61}}})
+    write_card({"name": "b", "arch": "cnn", "metrics": {"val": {"accuracy": 0.66}}})
+    write_card({"name": "c", "arch": "cnn"})
+    assert find_card()["name"] == "b"
+    write_card({"name": "a", "arch": "cnn", "default": True, "metrics": {"val": {"accuracy": 0.61}}})
+    assert find_card()["name"] == "a" and find_card("c")["name"] == "c"
+    with pytest.raises(WeightsError, match="unknown model 'd'; shipped: a, b, c"):
+        find_card("d")
+
+
+def test_set_default_leaves_exactly_one(weights_dir):
+    for name, default in (("a", True), ("b", True), ("c", False), ("d", None)):
+        card = {"name": name, "arch": "cnn", "params": 5}
+        write_card(card if default is None else {**card, "default": default})
+    set_default("c")
+    flags = {c["name"]: c.get("default") for c in read_cards()}
+    assert [n for n, f in flags.items() if f] == ["c"]
+    assert flags == {"a": False, "b": False, "c": True, "d": None}  # d had no mark and needed none
+    assert all(c["params"] == 5 for c in read_cards())  # the rest of each card is kept
+    set_default("a")
+    assert [c["name"] for c in read_cards() if c.get("default")] == ["a"]
+    with pytest.raises(WeightsError, match="unknown model 'zz'"):
+        set_default("zz")
+    assert [c["name"] for c in read_cards() if c.get("default")] == ["a"]
+
+
+def test_default_cli(weights_dir, capsys):
+    write_card({"name": "a", "arch": "cnn", "default": True})
+    write_card({"name": "b", "arch": "cnn"})
+    assert main(["default", "b"]) == 0
+    assert "b is now the default model" in capsys.readouterr().out
+    assert [c["name"] for c in read_cards() if c.get("default")] == ["b"]
+    assert main(["default", "nope"]) == 2
+    assert "error: unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_models_json_lists_architectures_and_shipped_models(shipped, trained, weights_dir):
+    for suffix in (".pt", ".json"):
+        shutil.copy(trained.weights / f"cnn{suffix}", weights_dir)
+    set_default("tiny")
+    r = run_cli("models", "--json")  # FER_WEIGHTS_DIR is weights_dir in this test's environment
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert all({"name", "arch", "default", "weights", "metrics"} <= row.keys() for row in rows)
+    by_name = {row["name"]: row for row in rows}
+    assert len(by_name) == len(rows)
+    assert set(by_name) == set(list_models()) | {"tiny"}
+    assert by_name["tiny"] == {**by_name["tiny"], "arch": "mini_xception", "default": True, "weights": True,
+                               "metrics": {"val": {"accuracy": 0.5}}}
+    cnn_card = json.loads((weights_dir / "cnn.json").read_text())
+    assert by_name["cnn"]["weights"] is True and by_name["cnn"]["default"] is False
+    assert by_name["cnn"]["metrics"] == cnn_card["metrics"] and by_name["cnn"]["params"] == 980199
+    for arch in set(list_models()) - {"cnn"}:
+        assert by_name[arch] == {"name": arch, "arch": arch, "default": False, "weights": False, "metrics": {}}
+    assert [row["name"] for row in rows if row["default"]] == ["tiny"]
+
+
+def test_models_table(shipped, capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "arch", "weights", "val", "acc", "val", "TTA", "default"]
+    tiny = next(line for line in lines if line.startswith("tiny "))
+    assert tiny.split() == ["tiny", "mini_xception", "yes", "50.00%", "-"]
+    assert len(lines) == 1 + 1 + len(list_models())
+
+
+# ------------------------------------------------------------------------------- the shipped weights
+
+SHIPPED = read_cards(REPO_WEIGHTS)
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason=f"no model cards in {REPO_WEIGHTS} yet")
+
+
+@needs_shipped
+def test_shipped_weights_are_small_intact_and_one_is_default():
+    defaults = [c["name"] for c in SHIPPED if c.get("default")]
+    assert len(defaults) == 1, f"defaults: {defaults}; mark one with: python -m fer_core default NAME"
+    for card in SHIPPED:
+        pt = REPO_WEIGHTS / card.get("weights_file", f"{card['name']}.pt")
+        assert pt.is_file(), pt
+        assert pt.stat().st_size <= MAX_SHIPPED_BYTES, f"{pt} is over 16 MiB"
+        assert sha256_file(pt) == card["sha256"], f"{pt} does not match its card"
+        assert card["arch"] in list_models()
+        assert {"val", "val_tta"} <= card.get("metrics", {}).keys(), card["name"]
+        assert card["metrics"]["val"]["n"] == 3589, card["name"]  # measured on the whole PublicTest split
+        model, _ = load_model(card["name"], REPO_WEIGHTS)
+        with torch.no_grad():
+            assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
+
+
+@needs_shipped
+@pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the FER2013 dataset to run")
+def test_shipped_default_reproduces_its_val_accuracy(real_cache):
+    from fer_core.data import FER2013
+    model, card = load_model(None, REPO_WEIGHTS)
+    val = FER2013(os.environ["FER2013_PATH"]).load("val")
+    m = metrics(softmax(predict_logits(model, val.images)), val.labels)
+    assert m["n"] == card["metrics"]["val"]["n"]
+    assert abs(m["accuracy"] - card["metrics"]["val"]["accuracy"]) <= 0.003
+    assert cards.val_accuracy(card) == card["metrics"]["val"]["accuracy"]

@@ -1,0 +1,175 @@
+"""`python -m fer_core train`: a smoke run with its exported card, kill-and-resume, and seeded reruns."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from fer_core import train
+from fer_core.cards import sha256_file
+from fer_core.cli import build_parser, main
+from fer_core.data import FER2013
+from fer_core.emotions import EMOTIONS
+from fer_core.models import count_params, create_model
+from helpers_data import REPO, cli_env, make_kaggle, run_cli
+
+NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+def _history(run):
+    return json.loads((run / "history.json").read_text())
+
+
+def test_smoke_run_writes_checkpoints_history_and_a_full_card(trained):
+    assert "training cnn (980,199 params) on cpu" in trained.result.stdout
+    assert "epoch 2/2" in trained.result.stdout and "exported" in trained.result.stdout
+    history = _history(trained.run)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert set(NUMBERS) <= h.keys()
+        assert 0 < h["train_loss"] < 10 and 0 <= h["val_acc"] <= 1
+    assert (trained.run / "last.pt").is_file() and (trained.run / "best.pt").is_file()
+    last = torch.load(trained.run / "last.pt", weights_only=True)
+    assert last["state"]["epoch"] == 2 and last["state"]["history"] == history
+    assert {"model", "opt", "sched"} <= last.keys()
+
+    pt, card_path = trained.weights / "cnn.pt", trained.weights / "cnn.json"
+    assert pt.is_file() and card_path.is_file()
+    card = json.loads(card_path.read_text())
+    assert card["name"] == "cnn" and card["arch"] == "cnn"
+    assert card["params"] == count_params(create_model("cnn")) == 980199
+    assert card["recipe"].startswith("python -m fer_core train --model cnn --data ")
+    assert "--epochs 2" in card["recipe"] and "--resume" not in card["recipe"]
+    assert card["history"] == history
+    assert card["dataset"]["fingerprint"] == FER2013(trained.data.path).fingerprint()
+    assert card["dataset"]["counts"]["train"] == trained.data.counts["train"]
+    assert card["hardware"]["device"] == "cpu" and card["hardware"]["torch"] == torch.__version__
+    assert abs(card["wall_time_s"] - sum(h["seconds"] for h in history)) <= 0.3
+    assert card["sha256"] == sha256_file(pt) and card["size_bytes"] == pt.stat().st_size
+    assert card["dtype"] == "float16" and card["default"] is False
+    assert card["best_epoch"] == max(history, key=lambda h: h["val_acc"])["epoch"]
+
+    val = card["metrics"]["val"]
+    n_val = sum(trained.data.counts["val"].values())
+    assert val["n"] == n_val
+    assert 0 <= val["accuracy"] <= 1 and 0 <= val["macro_f1"] <= 1 and 0 <= val["ece"] <= 1
+    assert list(val["per_class"]) == list(EMOTIONS)
+    assert [r["support"] for r in val["per_class"].values()] == list(trained.data.counts["val"].values())
+    cm = val["confusion_matrix"]
+    assert len(cm) == 7 and all(len(r) == 7 for r in cm) and sum(map(sum, cm)) == n_val
+    assert abs(sum(cm[i][i] for i in range(7)) / n_val - val["accuracy"]) < 1e-4
+    assert card["metrics"]["val_tta"]["n"] == n_val
+    speed = card["cpu_ms_per_face"]
+    assert speed["batch1"]["median"] > 0 and speed["batch16"]["median"] > 0 and speed["threads"] == 1
+
+    # the export holds the best epoch's weights, in fp16
+    best = torch.load(trained.run / "best.pt", weights_only=True)
+    shipped = torch.load(pt, weights_only=True)
+    assert best.keys() == shipped.keys()
+    for k, v in best.items():
+        if v.is_floating_point():
+            assert shipped[k].dtype == torch.float16 and torch.equal(shipped[k], v.half()), k
+
+
+def test_unknown_model_and_bad_pretrained_are_short_errors(tmp_path, capsys):
+    data = make_kaggle(tmp_path / "d", counts={"train": [3] * 7, "val": [1] * 7})
+    common = ["--data", str(data.path), "--epochs", "1", "--threads", "1", "--out", str(tmp_path / "run"),
+              "--weights-dir", str(tmp_path / "w")]
+    assert main(["train", "--model", "cnn9", *common]) == 2
+    assert "error: unknown model 'cnn9'; registered: cnn, mini_xception" in capsys.readouterr().err
+    assert main(["train", "--model", "cnn", "--pretrained", *common]) == 2
+    assert "error: --pretrained: cnn has no ImageNet weights" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_missing_dataset_is_a_short_error(tmp_path):
+    r = run_cli("train", "--model", "cnn", "--data", tmp_path / "nope.zip", "--epochs", 1,
+                "--out", tmp_path / "run", "--weights-dir", tmp_path / "w")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: dataset not found") and "Traceback" not in r.stderr
+
+
+def _epochs_done(run) -> int:
+    try:
+        return len(_history(run))
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return 0
+
+
+def _train_cmd(data, out, epochs, *extra):
+    return [sys.executable, "-m", "fer_core", "-v", "train", "--model", "cnn", "--data", str(data),
+            "--epochs", str(epochs), "--batch-size", "16", "--threads", "1", "--seed", "3",
+            "--out", str(out), "--no-export", *extra]
+
+
+def test_kill_and_resume_continues_from_the_last_checkpoint(tmp_path):
+    data = make_kaggle(tmp_path / "d", counts={"train": [40] * 7, "val": [4] * 7}, seed=1)
+    env = cli_env()  # this test's FER_CACHE_DIR, which the next line fills
+    run = tmp_path / "run"
+    FER2013(data.path).load("train")  # decode once here: the runs below read the cache
+
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen(_train_cmd(data.path, run, 3), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and not _epochs_done(run):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + (tmp_path / "killed.log").read_text()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_history = _history(run)
+    saved = torch.load(run / "last.pt", weights_only=True)["state"]["epoch"]
+    assert 1 <= saved < 3 and len(killed_history) in (saved, saved - 1)
+
+    resumed = subprocess.run(_train_cmd(data.path, run, 3, "--resume"), cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resumed {run / 'last.pt'} at epoch {saved}" in resumed.stderr
+    epochs_run = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs_run == [f"{e}/3" for e in range(saved + 1, 4)]
+    history = _history(run)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[:len(killed_history)] == killed_history  # the killed run's epochs, carried over as they were
+
+    # and the resumed run ends where an uninterrupted one does
+    straight = subprocess.run(_train_cmd(data.path, tmp_path / "straight", 3), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert straight.returncode == 0, straight.stderr
+    for a, b in zip(history, _history(tmp_path / "straight")):
+        for k in NUMBERS:
+            assert abs(a[k] - b[k]) <= 1e-4, (a, b)
+
+
+def _train_in_process(data, out, epochs, *extra):
+    """The same `train` command, run in this process (no interpreter start-up): returns the final state."""
+    args = build_parser().parse_args(_train_cmd(data, out, epochs, *extra)[4:])
+    return train.run(args, [])
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path, caplog):
+    data = make_kaggle(tmp_path / "d", counts={"train": [5] * 7, "val": [1] * 7})
+    with caplog.at_level("INFO", logger="fer_core.train"):
+        state = _train_in_process(data.path, tmp_path / "run", 1, "--resume")
+    assert "resumed" not in caplog.text
+    assert state["epoch"] == 1 and [h["epoch"] for h in _history(tmp_path / "run")] == [1]
+
+
+def test_same_seed_same_history(tmp_path):
+    data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=2)
+    (a,), (b,) = (_train_in_process(data.path, tmp_path / f"run{i}", 1)["history"] for i in range(2))
+    for k in NUMBERS:
+        assert abs(a[k] - b[k]) <= 1e-4, (k, a, b)
+    a_w = torch.load(tmp_path / "run0" / "best.pt", weights_only=True)
+    b_w = torch.load(tmp_path / "run1" / "best.pt", weights_only=True)
+    assert all(torch.allclose(a_w[k].float(), b_w[k].float(), atol=1e-5) for k in a_w)
+    # another seed takes another path
+    (c,) = _train_in_process(data.path, tmp_path / "run2", 1, "--seed", "4")["history"]
+    assert c["train_loss"] != a["train_loss"]
