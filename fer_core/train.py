@@ -5,6 +5,11 @@ Every epoch ends with a val pass and two checkpoints written atomically: last.pt
 needed by --resume) and best.pt (the best val accuracy so far). Each epoch draws its shuffle and
 augmentation from a generator seeded by (seed, epoch), so a killed and resumed run follows the
 same path as an uninterrupted one. At the end the best weights are exported with their card.
+
+Several GPUs or nodes: launch the same command through PyTorch's `torchrun`
+(`torchrun --nproc-per-node 8 -m fer_core train --model vgg13 ...`). Each process then trains on
+its share of every batch under DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0
+alone evaluates, writes checkpoints and exports. `--batch-size` stays the global batch.
 """
 import contextlib
 import json
@@ -20,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import cards
@@ -63,12 +70,38 @@ def add_arguments(p):
 def pick_device(name="auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
+    return device
+
+
+def start_distributed(device):
+    """(rank, world size) of this process; under torchrun (WORLD_SIZE > 1) it joins the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def _barrier(world):
+    if world > 1:
+        dist.barrier()
 
 
 def _save_atomic(obj, path: Path):
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _save_atomic_text(text: str, path: Path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -115,17 +148,22 @@ def recipe_command(argv) -> str:
     return "python -m fer_core " + shlex.join(kept)
 
 
-def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp):
+def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1):
+    """One pass over the shuffled training set; under torchrun each rank takes every world-th face of
+    each global batch. Returns (mean loss, accuracy) over all ranks."""
     model.train()
-    g = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
-    torch.manual_seed(args.seed * 100_003 + epoch)  # dropout
-    order = torch.randperm(len(labels), generator=g)
+    seed = args.seed * 100_003 + epoch
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=g)  # the same order on every rank
+    if rank:
+        g.manual_seed(seed + 7919 * rank)  # but each rank its own augmentation draws
+    torch.manual_seed(seed + 7919 * rank)  # dropout
     steps = len(order) // args.batch_size  # drop the ragged last batch (BatchNorm dislikes size 1)
     total_loss = correct = seen = 0
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, dynamic_ncols=True,
-               disable=None)
+               disable=None if rank == 0 else True)
     for i in bar:
-        idx = order[i * args.batch_size:(i + 1) * args.batch_size]
+        idx = order[i * args.batch_size:(i + 1) * args.batch_size][rank::world]
         x = augment(faces_to_tensor(images[idx], device), g).contiguous(memory_format=torch.channels_last)
         y = labels[idx].to(device)
         with _autocast(device, amp):
@@ -139,6 +177,10 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    if world > 1:
+        sums = torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        total_loss, correct, seen = sums.tolist()
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
@@ -147,10 +189,13 @@ def run(args, argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    rank, world = start_distributed(device)
+    if args.batch_size % world:
+        raise SystemExit(f"--batch-size {args.batch_size} must divide evenly among {world} processes")
     name = args.name or args.model
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = create_model(args.model, pretrained=args.pretrained).to(device, memory_format=torch.channels_last)
     data = FER2013(dataset_path(args.data))
     train, val = data.load("train"), data.load("val")
@@ -170,32 +215,46 @@ def run(args, argv=None):
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
     amp = use_amp(device, args.amp)
-    print(f"training {args.model} ({count_params(model):,} params) on {device} (bf16: {amp}) for {args.epochs} epochs; "
-          f"train {len(labels)}, val {len(val)}", flush=True)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if rank == 0:
+        print(f"training {args.model} ({count_params(model):,} params) on {device} (bf16: {amp}) for {args.epochs} "
+              f"epochs; train {len(labels)}, val {len(val)}" + (f"; {world} processes" if world > 1 else ""), flush=True)
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
-        loss, acc = train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp)
-        logits = predict_logits(model, val.images, device)
-        val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
-        val_acc = float((logits.argmax(1) == val.labels).mean())
-        seconds = time.time() - t0
-        state["history"].append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
-                                 "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4),
-                                 "lr": round(sched.get_last_lr()[0], 6), "seconds": round(seconds, 1)})
-        state["epoch"], state["wall_s"] = epoch + 1, state["wall_s"] + seconds
-        if val_acc > state["best_acc"]:
-            state["best_acc"] = val_acc
-            _save_atomic(model.state_dict(), out / "best.pt")
-        _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                      "state": state}, last)
-        (out / "history.json").write_text(json.dumps(state["history"], indent=1))
-        print(f"epoch {epoch + 1}/{args.epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
-              f"val_acc {val_acc:.4f}  lr {sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)
+        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world)
+        if rank == 0:
+            _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs)
+        _barrier(world)  # the others wait until rank 0 has written the checkpoint
 
-    if not args.no_export:
+    if not args.no_export and rank == 0:
         path = export(args, name, out, data, device, state)
         print(f"exported {path}", flush=True)
+    _barrier(world)
+    if world > 1:
+        dist.destroy_process_group()
     return state
+
+
+def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs):
+    """Val pass, history row, best.pt when val improved, last.pt for --resume (all written atomically)."""
+    loss, acc = train_result
+    logits = predict_logits(model, val.images, device)
+    val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
+    val_acc = float((logits.argmax(1) == val.labels).mean())
+    state["history"].append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
+                             "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4),
+                             "lr": round(sched.get_last_lr()[0], 6), "seconds": round(seconds, 1)})
+    state["epoch"], state["wall_s"] = epoch + 1, state["wall_s"] + seconds
+    if val_acc > state["best_acc"]:
+        state["best_acc"] = val_acc
+        _save_atomic(model.state_dict(), out / "best.pt")
+    _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                  "state": state}, out / "last.pt")
+    _save_atomic_text(json.dumps(state["history"], indent=1), out / "history.json")
+    print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
+          f"val_acc {val_acc:.4f}  lr {sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)
 
 
 def export(args, name, out: Path, data: FER2013, device, state) -> Path:

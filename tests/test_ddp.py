@@ -1,0 +1,46 @@
+"""Training through PyTorch's torchrun (DDP): 2 CPU processes on the gloo backend, a tiny dataset."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers_data import REPO, cli_env, make_kaggle
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="this torch build has no gloo backend")
+
+
+def _torchrun(*args, env, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "fer_core", "train", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_process_training_learns_checkpoints_once_and_resumes(tmp_path):
+    data = make_kaggle(tmp_path / "fer", counts={"train": [32] * 7, "val": [8] * 7}, seed=5)
+    env = cli_env(FER_CACHE_DIR=tmp_path / "cache")
+    run, weights = tmp_path / "run", tmp_path / "w"
+    common = ["--model", "cnn", "--data", data.path, "--batch-size", 32, "--threads", 1, "--device", "cpu",
+              "--lr", 0.02, "--warmup", 0, "--out", run, "--weights-dir", weights]
+
+    first = _torchrun(*common, "--epochs", 3, "--no-export", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "; 2 processes" in first.stdout
+    assert first.stdout.count("training cnn") == 1  # rank 0 alone reports
+    assert [line.split()[1] for line in first.stdout.splitlines() if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "history.json", "last.pt"]  # no temp files left
+    assert torch.load(run / "last.pt", weights_only=True)["state"]["epoch"] == 3
+
+    resumed = _torchrun(*common, "--epochs", 4, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    history2 = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history2] == [1, 2, 3, 4]
+    assert history2[:3] == history  # the finished epochs were kept, not retrained
+    assert resumed.stdout.count("exported") == 1
+    card = json.loads((weights / "cnn.json").read_text())
+    assert card["history"] == history2 and card["metrics"]["val"]["n"] == 56
