@@ -1,4 +1,4 @@
-"""`python -m fer_core {train,evaluate,models,predict,default,results}`: argument parsing only."""
+"""`python -m fer_core {train,evaluate,calibrate,models,predict,default,results}`: argument parsing only."""
 import argparse
 import json
 import logging
@@ -24,6 +24,18 @@ def cmd_evaluate(args):
         with open(args.json, "w") as f:
             json.dump(m, f, indent=1)
     print(format_table(m, f"{card['name']} on {args.split}{' with TTA' if args.tta else ''}"))
+
+
+def cmd_calibrate(args):
+    from .calibrate import calibrate_card
+    from .cards import load_model, write_card
+    from .data import FER2013, dataset_path
+    model, card = load_model(args.model)
+    card = calibrate_card(card, model, FER2013(dataset_path(args.data)).load("val"))
+    write_card(card)
+    c = card["calibration"]
+    print(f"{card['name']}: temperature {c['temperature']:.3f}  ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}  "
+          f"NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f} (fitted on val, n={c['n']})")
 
 
 def cmd_models(args):
@@ -89,6 +101,10 @@ def build_parser():
     e.add_argument("--tta", action="store_true", help="average with the mirrored face")
     e.add_argument("--json", help="also write the metrics to this JSON file")
     e.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("calibrate", help="fit a shipped model's temperature on val and store it in its card")
+    c.add_argument("--model", help="shipped model name (default: the default model)")
+    c.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    c.set_defaults(func=cmd_calibrate)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from . import cards
 from .augment import augment
+from .calibrate import calibrate_card
 from .data import FER2013, dataset_path
 from .emotions import EMOTIONS
 from .evaluate import metrics, predict_logits, reliability, softmax
@@ -280,6 +281,7 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
     for key, tta in (("val", False), ("val_tta", True)):
         probs = softmax(predict_logits(fp16_model, val.images, "cpu", tta=tta))
         card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
+    card = calibrate_card(card, fp16_model, val)
     card["cpu_ms_per_face"] = cpu_latency_card(fp16_model)
     cards.write_card(card, args.weights_dir)
     if args.default:
