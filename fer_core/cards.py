@@ -93,6 +93,9 @@ def val_accuracy(card: dict) -> float:
 def load_model(name=None, directory=None, device="cpu"):
     """(model in eval mode, card) for a shipped model, after checking its weights' sha256."""
     card = find_card(name, directory)
+    if card["arch"] == "ensemble":
+        from . import ensemble
+        return ensemble.load(card, directory, device), card
     pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
     if not pt.exists():
         raise WeightsError(f"{pt} is missing (named by the card {card['name']}.json)")

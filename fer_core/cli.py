@@ -1,4 +1,4 @@
-"""`python -m fer_core {train,evaluate,calibrate,models,predict,default,results}`: argument parsing only."""
+"""`python -m fer_core {train,evaluate,calibrate,ensemble,models,predict,default,results}`: argument parsing only."""
 import argparse
 import json
 import logging
@@ -36,6 +36,20 @@ def cmd_calibrate(args):
     c = card["calibration"]
     print(f"{card['name']}: temperature {c['temperature']:.3f}  ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}  "
           f"NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f} (fitted on val, n={c['n']})")
+
+
+def cmd_ensemble(args):
+    from . import ensemble
+    from .data import FER2013, dataset_path
+    data = FER2013(dataset_path(args.data))
+    info = {"source": data.path.name, "layout": data.layout, "fingerprint": data.fingerprint(), "counts": data.counts()}
+    card = ensemble.build(args.name, args.members, data.load("val"), info, sys.argv[1:])
+    m = card["metrics"]
+    print(f"{card['name']} = {' + '.join(args.members)}: val {m['val']['accuracy']:.2%}, "
+          f"with flip TTA {m['val_tta']['accuracy']:.2%}, temperature {card['temperature']:.3f}")
+    if args.default:
+        from .cards import set_default
+        set_default(card["name"])
 
 
 def cmd_models(args):
@@ -105,6 +119,12 @@ def build_parser():
     c.add_argument("--model", help="shipped model name (default: the default model)")
     c.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
     c.set_defaults(func=cmd_calibrate)
+    n = sub.add_parser("ensemble", help="combine shipped models into one (mean of calibrated probabilities)")
+    n.add_argument("--members", nargs="+", required=True, help="names of shipped models")
+    n.add_argument("--name", default="ensemble", help="name of the ensemble's card")
+    n.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    n.add_argument("--default", action="store_true", help="mark the ensemble as the app's default")
+    n.set_defaults(func=cmd_ensemble)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

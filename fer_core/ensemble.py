@@ -1,0 +1,77 @@
+"""Several shipped models as one: `EmotionRecognizer(model="ensemble")`.
+
+An ensemble card has `"arch": "ensemble"` and no weights file of its own. It lists its members
+with the sha256 of the weights it was measured with, and how they are combined: the mean of the
+members' probabilities, each member at its own calibrated temperature. The module's output is the
+log of that mean, so everything that takes logits (evaluation, TTA, temperature scaling,
+EmotionRecognizer) treats an ensemble like any other model.
+"""
+import shlex
+from datetime import datetime, timezone
+
+import torch
+import torch.nn as nn
+
+from . import cards
+from .calibrate import calibrate_card
+from .emotions import EMOTIONS
+from .errors import WeightsError
+from .evaluate import metrics, predict_logits, reliability, softmax
+from .models import count_params
+from .speed import cpu_latency_card
+
+ARCH = "ensemble"
+COMBINE = "mean of the members' probabilities, each member at its own calibrated temperature"
+
+
+class Ensemble(nn.Module):
+    def __init__(self, members, temperatures):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float32))
+
+    def forward(self, x):
+        probs = torch.stack([torch.softmax(m(x).float() / t, dim=1) for m, t in zip(self.members, self.temperatures)])
+        return probs.mean(0).clamp_min(1e-12).log()
+
+
+def load(card: dict, directory=None, device="cpu") -> Ensemble:
+    """The ensemble an ensemble card describes, refusing members whose weights changed since it was measured."""
+    members, temps = [], []
+    for m in card.get("members", []):
+        model, member_card = cards.load_model(m["name"], directory, device)
+        if member_card.get("sha256") != m.get("sha256"):
+            raise WeightsError(f"ensemble {card['name']!r}: member {m['name']!r} has other weights than the ones it "
+                               f"was measured with; rebuild it with: python -m fer_core ensemble ...")
+        members.append(model)
+        temps.append(float(member_card.get("temperature", 1.0)))
+    if not members:
+        raise WeightsError(f"ensemble {card['name']!r} lists no members")
+    return Ensemble(members, temps).to(device).eval()
+
+
+def build(name, member_names, val, dataset_info: dict, argv, directory=None) -> dict:
+    """Measure an ensemble of shipped models on `val` (a data Split) and write its card; returns the card."""
+    if len(set(member_names)) < 2:
+        raise WeightsError("an ensemble needs at least two different shipped models")
+    member_cards = [cards.find_card(n, directory) for n in member_names]
+    if any(c["arch"] == ARCH for c in member_cards):
+        raise WeightsError("an ensemble cannot contain another ensemble")
+    card = {
+        "name": name, "arch": ARCH, "arch_args": {}, "default": False, "labels": list(EMOTIONS),
+        "members": [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in member_cards],
+        "combine": COMBINE,
+        "size_bytes": sum(c.get("size_bytes", 0) for c in member_cards),
+        "recipe": "python -m fer_core " + shlex.join(argv), "dataset": dataset_info,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    model = load(card, directory)
+    card["params"] = count_params(model)
+    card["metrics"] = {}
+    for key, tta in (("val", False), ("val_tta", True)):
+        probs = softmax(predict_logits(model, val.images, tta=tta))
+        card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
+    card = calibrate_card(card, model, val)
+    card["cpu_ms_per_face"] = cpu_latency_card(model)
+    cards.write_card(card, directory)
+    return card
