@@ -213,6 +213,7 @@ def run(args, argv=None):
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
         state = ckpt["state"]
+        state["recipe"] = recipe_command(argv)  # the last command sets the rest of the schedule
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
     amp = use_amp(device, args.amp)
