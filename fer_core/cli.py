@@ -1,4 +1,4 @@
-"""`python -m fer_core {train,evaluate,calibrate,ensemble,models,predict,default,results}`: argument parsing only."""
+"""`python -m fer_core {train,evaluate,calibrate,ensemble,benchmark,models,predict,default,results}`: argument parsing only."""
 import argparse
 import json
 import logging
@@ -50,6 +50,15 @@ def cmd_ensemble(args):
     if args.default:
         from .cards import set_default
         set_default(card["name"])
+
+
+def cmd_benchmark(args):
+    from . import benchmark
+    detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
+    result = benchmark.run(args.model, detectors, args.video, args.image, args.frames)
+    if args.write_card:
+        benchmark.write_card(result)
+    print(json.dumps(result, indent=1) if args.json else benchmark.format_result(result))
 
 
 def cmd_models(args):
@@ -125,6 +134,15 @@ def build_parser():
     n.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
     n.add_argument("--default", action="store_true", help="mark the ensemble as the app's default")
     n.set_defaults(func=cmd_ensemble)
+    b = sub.add_parser("benchmark", help="CPU latency per face and per 640x480 frame, load time, peak memory")
+    b.add_argument("--model", help="shipped model name (default: the default model)")
+    b.add_argument("--detector", default="all", choices=["all", "yunet", "haar"])
+    b.add_argument("--video", help="video to take frames from (default: env FER_FACE_CLIP, else a photo)")
+    b.add_argument("--image", help="photo to time instead of video frames")
+    b.add_argument("--frames", type=int, default=60, help="frames timed per detector")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument("--write-card", action="store_true", help="store the per-face latency in the model's card")
+    b.set_defaults(func=cmd_benchmark)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

@@ -1,0 +1,130 @@
+"""`python -m fer_core benchmark`: how fast a shipped model and the face detectors run on this CPU.
+
+Reports per-face classification latency at batch 1 and 16 (median and p95), per-frame latency at
+640x480 for detect + classify with each detector on real frames (a video, else a photo), the
+model's load time and the process's peak RSS. `--write-card` stores the per-face figures in the
+model's card (the dashboard and the README table read them from there).
+"""
+import os
+import resource
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from . import cards
+from .errors import FerError
+from .faces import create_detector, yunet_model_path
+from .images import load_image
+from .preprocess import crop_face, faces_to_tensor
+from .speed import cpu_name, latency_ms
+
+FRAME_SIZE = (640, 480)  # width, height of a webcam frame
+FRAMES = 60  # frames timed per detector
+WARMUP = 5
+
+
+def frames_from(video=None, image=None, count=None) -> list:
+    """`count` 640x480 BGR frames: from a video (looped), a photo, env FER_FACE_CLIP, or scikit-image's astronaut."""
+    count = count or FRAMES
+    video = video or (None if image else os.environ.get("FER_FACE_CLIP"))
+    if video:
+        frames = _read_frames(video, count)
+        if not frames:
+            raise FerError(f"{video}: no frames could be read (not a video OpenCV can decode)")
+        return [frames[i % len(frames)] for i in range(count)]  # a short video is looped
+    if image:
+        photo = load_image(image)
+    else:
+        try:
+            from skimage import data
+        except ImportError:
+            raise FerError("no frames: pass --video or --image (or set FER_FACE_CLIP)") from None
+        photo = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+    return [_fit(photo)] * count
+
+
+def _read_frames(video, count) -> list:
+    """Up to `count` frames of a video, fitted to 640x480."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(_fit(frame))
+    cap.release()
+    return frames
+
+
+def _fit(bgr):
+    """Letterbox a picture into a 640x480 frame, the way a webcam frame is shaped."""
+    w, h = FRAME_SIZE
+    scale = min(w / bgr.shape[1], h / bgr.shape[0])
+    small = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+def _stats(ms) -> dict:
+    return {"median": round(float(np.median(ms)), 3), "p95": round(float(np.percentile(ms, 95)), 3)}
+
+
+@torch.inference_mode()
+def frame_latency(model, detector, frames) -> dict:
+    """Milliseconds per frame for detect + crop + classify, and how many frames had a face."""
+    times, with_face = [], 0
+    for i, frame in enumerate(frames[:WARMUP] + frames):
+        t = time.perf_counter()
+        boxes = detector.detect(frame)
+        if boxes:
+            model(faces_to_tensor(np.stack([crop_face(frame, b) for b in boxes])))
+        if i >= WARMUP:
+            times.append((time.perf_counter() - t) * 1000)
+            with_face += bool(boxes)
+    return {**_stats(times), "frames": len(frames), "frames_with_face": with_face}
+
+
+def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None) -> dict:
+    t = time.perf_counter()
+    net, card = cards.load_model(model)
+    load_s = time.perf_counter() - t
+    frames = frames_from(video, image, frames or FRAMES)
+    result = {
+        "model": card["name"], "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "load_s": round(load_s, 3),
+        "per_face_ms": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30)},
+        "per_frame_ms": {},
+    }
+    for name in detectors:
+        if name == "yunet" and yunet_model_path() is None:
+            result["per_frame_ms"][name] = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
+            continue
+        result["per_frame_ms"][name] = frame_latency(net, create_detector(name), frames)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def write_card(result: dict):
+    """Store the measured per-face latency in the model's card."""
+    card = cards.find_card(result["model"])
+    card["cpu_ms_per_face"] = {**result["per_face_ms"], "threads": result["threads"], "cpu": result["cpu"],
+                               "torch": result["torch"], "source": "python -m fer_core benchmark"}
+    cards.write_card(card)
+
+
+def format_result(r: dict) -> str:
+    lines = [f"{r['model']} on {r['cpu']} ({r['threads']} threads, torch {r['torch']})",
+             f"model load {r['load_s'] * 1000:.0f} ms; peak RSS {r['peak_rss_mb']:.0f} MB"]
+    for k, v in r["per_face_ms"].items():
+        lines.append(f"per face, {k:<8} median {v['median']:.3f} ms  p95 {v['p95']:.3f} ms")
+    for k, v in r["per_frame_ms"].items():
+        if "skipped" in v:
+            lines.append(f"640x480 frame, {k}: skipped ({v['skipped']})")
+        else:
+            lines.append(f"640x480 frame, {k:<5} detect+classify median {v['median']:.2f} ms  p95 {v['p95']:.2f} ms "
+                         f"({v['frames_with_face']}/{v['frames']} frames with a face)")
+    return "\n".join(lines)
