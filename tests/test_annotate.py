@@ -1,0 +1,183 @@
+"""fer_core.annotate: colours, labels, downscaling, boxes drawn on a copy, the probability chart, and
+`analyse` (the upload page's per-file path) on real photos, a non-image and a picture without a face."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from fer_core import EMOTIONS, EmotionRecognizer
+from fer_core.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr, fit,
+                               label_text, line_style, probability_chart, text_bgr)
+from fer_core.preprocess import FACE_SIZE, crop_face
+from fer_core.recognizer import FaceResult
+
+try:
+    from helpers_images import astronaut_bgr, astronaut_rgb, encode
+except ImportError:  # tests/ imported as a package
+    from tests.helpers_images import astronaut_bgr, astronaut_rgb, encode
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def rec():
+    """The shipped mini_xception with the Haar detector (bundled with OpenCV, so no download)."""
+    return EmotionRecognizer("mini_xception", detector="haar")
+
+
+def face(label="happy", box=(100, 120, 200, 200), confidence=0.93):
+    rest = (1 - confidence) / (len(EMOTIONS) - 1)
+    scores = {e: confidence if e == label else rest for e in EMOTIONS}
+    return FaceResult(box, label, confidence, scores)
+
+
+def grey_canvas(h, w):
+    return np.full((h, w, 3), 40, np.uint8)
+
+
+def test_one_distinct_colour_per_emotion():
+    assert list(EMOTION_COLORS) == list(EMOTIONS)
+    bgrs = [emotion_bgr(e) for e in EMOTIONS]
+    assert len(set(bgrs)) == len(EMOTIONS)
+    assert emotion_bgr("angry") == (0x28, 0x27, 0xD6)  # "#d62728" reversed into B, G, R
+    assert text_bgr(emotion_bgr("happy")) == (0, 0, 0)  # dark text on yellow
+    assert text_bgr(emotion_bgr("sad")) == (255, 255, 255)  # light text on blue
+
+
+def test_label_text():
+    assert label_text(face("happy", confidence=0.934)) == "happy 93%"
+    assert label_text(face("sad", confidence=0.5)) == "sad 50%"
+
+
+def test_line_style_grows_with_the_picture():
+    small, big = line_style((480, 640, 3)), line_style((3000, 4000, 3))
+    assert small[0] >= 1 and big[0] > small[0]
+    assert big[1] > small[1] >= 0.35
+
+
+def test_fit_downscales_large_pictures_and_keeps_their_look():
+    big = cv2.resize(astronaut_bgr(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    small, scale = fit(big)
+    assert small.shape == (960, 1280, 3) and small.dtype == np.uint8
+    assert scale == pytest.approx(1280 / 4000)
+    reference = cv2.resize(big, (1280, 960), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - reference).mean() < 2.0  # same picture, not an aliased one
+
+
+def test_fit_leaves_small_pictures_alone():
+    photo = astronaut_bgr()
+    small, scale = fit(photo, max_side=512)
+    assert small is photo and scale == 1.0
+
+
+def tag_rows(out, x, top, bottom, color):
+    """Rows between `top` and `bottom` where the label's tag (starting at column x) shows its colour."""
+    strip = (out[top:bottom, x:x + 60] == color).all(axis=2)
+    return top + np.flatnonzero(strip.any(axis=1)), strip
+
+
+def test_draw_faces_draws_on_a_copy_in_the_emotions_colour():
+    canvas = grey_canvas(480, 640)
+    out = draw_faces(canvas, [face("happy", (100, 150, 200, 200)), face("sad", (400, 150, 150, 150))])
+    assert (canvas == 40).all()  # the input is untouched
+    assert out.shape == canvas.shape
+    assert tuple(out[250, 100]) == emotion_bgr("happy")  # middle of the first box's left edge
+    assert tuple(out[225, 400]) == emotion_bgr("sad")
+    assert tuple(out[250, 200]) == (40, 40, 40)  # inside the box: not painted
+    rows, strip = tag_rows(out, 100, 0, 150, emotion_bgr("happy"))  # the tag sits just above the box
+    assert rows.max() == 149 and 12 <= len(rows) <= 40 and np.array_equal(rows, np.arange(rows.min(), 150))
+    assert strip[rows.min():].mean() > 0.5
+    text = out[rows.min():150, 100:160]
+    assert (text.max(axis=2) < 60).any()  # dark text on the yellow tag
+
+
+def test_label_goes_inside_the_box_at_the_top_edge():
+    out = draw_faces(grey_canvas(300, 300), [face("sad", (50, 0, 150, 150))])
+    assert (out[12:17, 50:100] == emotion_bgr("sad")).all()  # the tag's lower part, inside the box
+    assert (out[2:12, 52:100].min(axis=2) > 200).any()  # white text on the blue tag
+    assert tuple(out[100, 100]) == (40, 40, 40)  # the rest of the box is left alone
+
+
+def test_lines_are_thicker_on_bigger_pictures():
+    def stroke(size):
+        side = size // 4
+        out = draw_faces(grey_canvas(size, size), [face("angry", (side, side, 2 * side, 2 * side))])
+        return int((out[size // 2] == emotion_bgr("angry")).all(axis=1).sum())
+    assert stroke(1600) > stroke(400) > 0
+
+
+def test_draw_faces_scales_the_boxes():
+    out = draw_faces(grey_canvas(300, 400), [face("fear", (200, 200, 400, 300))], scale=0.5)
+    assert tuple(out[175, 100]) == emotion_bgr("fear")  # box (100, 100, 200, 150) after scaling
+    assert tuple(out[175, 300]) == emotion_bgr("fear")
+
+
+def test_probability_chart_has_the_seven_probabilities_in_order():
+    scores = dict(zip(EMOTIONS, (0.01, 0.02, 0.03, 0.80, 0.05, 0.06, 0.03)))
+    fig = probability_chart(scores)
+    bar = fig.data[0]
+    assert bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.y) == list(EMOTIONS)
+    assert list(bar.x) == [scores[e] for e in EMOTIONS]
+    assert list(bar.marker.color) == [EMOTION_COLORS[e] for e in EMOTIONS]
+    assert list(bar.text) == ["1%", "2%", "3%", "80%", "5%", "6%", "3%"]
+    assert tuple(fig.layout.xaxis.range) == (0, 1)
+
+
+def test_analyse_a_smiling_face(rec):
+    result = analyse(rec, "astronaut.png", encode(Image.fromarray(astronaut_rgb()), "PNG"))
+    assert result.error is None and result.size == (512, 512)
+    assert len(result.faces) == 1 and result.faces[0].label == "happy" and result.faces[0].confidence > 0.8
+    assert result.faces[0].box == rec.predict(astronaut_bgr())[0].box
+    crop, = result.crops
+    assert crop.shape == (FACE_SIZE, FACE_SIZE) and crop.dtype == np.uint8
+    assert np.array_equal(crop, crop_face(astronaut_bgr(), result.faces[0].box))
+    assert result.annotated.shape == (512, 512, 3)
+    x, y, w, h = result.faces[0].box
+    assert tuple(result.annotated[y + h // 2, x]) == emotion_bgr("happy")
+    assert result.seconds > 0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP", "GIF"])
+def test_analyse_every_upload_format(rec, fmt):
+    img = Image.fromarray(astronaut_rgb())
+    result = analyse(rec, f"astronaut.{fmt.lower()}", encode(img.convert("P") if fmt == "GIF" else img, fmt))
+    assert result.error is None and [f.label for f in result.faces] == ["happy"]
+
+
+def test_analyse_a_12_megapixel_photo(rec):
+    """Boxes stay in the original's pixels; the picture to display is downscaled."""
+    big = cv2.resize(astronaut_rgb(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    result = analyse(rec, "big.jpg", encode(Image.fromarray(big), "JPEG", quality=92))
+    assert result.size == (4000, 3000) and max(result.annotated.shape[:2]) == DISPLAY_MAX_SIDE
+    f, = result.faces
+    assert f.label == "happy"
+    x, y, w, h = f.box
+    assert 1000 < x < 2500 and 200 < y < 1200 and w > 400  # astronaut's face, scaled by 7.8 x 5.9
+    s = DISPLAY_MAX_SIDE / 4000
+    assert tuple(result.annotated[round((y + h / 2) * s), round(x * s)]) == emotion_bgr("happy")
+
+
+def test_analyse_reports_a_file_that_is_not_an_image(rec):
+    result = analyse(rec, "notes.txt", b"these are my notes, not a picture")
+    assert result.faces == [] and result.annotated is None
+    assert "not an image" in result.error
+
+
+def test_analyse_reports_a_truncated_photo(rec):
+    result = analyse(rec, "cut.jpg", encode(Image.fromarray(astronaut_rgb()), "JPEG")[:5000])
+    assert result.faces == [] and "damaged or not a complete image" in result.error
+
+
+def test_analyse_a_picture_without_a_face(rec):
+    result = analyse(rec, "coffee.jpg", encode(Image.fromarray(data.coffee()), "JPEG"))
+    assert result.error is None and result.faces == [] and result.crops == []
+    assert result.annotated.shape == (400, 600, 3)
