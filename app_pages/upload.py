@@ -1,0 +1,91 @@
+"""Upload & classify: photos or a camera snapshot -> every face's emotion, a probability chart per face,
+Grad-CAM heat maps on request, and the results as CSV or JSON. The work is fer_core's; this page lays it out."""
+import streamlit as st
+
+import ui
+from fer_core.annotate import analyse, label_text, probability_chart
+from fer_core.export import results_rows, to_csv, to_json
+from fer_core.gradcam import grad_cam, overlay
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+NO_FACE_HINT = ("Faces need to be roughly frontal and at least about 5% of the picture's shorter side; "
+                "another face detector in the sidebar may find them.")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def analysed(_recognizer, selection, name, data):
+    """fer_core.annotate.analyse, cached per (model and detector, file name, bytes): reruns (a toggle,
+    a download) redraw without redoing the work."""
+    return analyse(_recognizer, name, data)
+
+
+def pictures() -> list:
+    """(name, bytes) for each uploaded file, then the camera snapshot if one was taken."""
+    files = st.file_uploader("Photos: JPEG, PNG, WebP, BMP or GIF, one or many", type=IMAGE_TYPES,
+                             accept_multiple_files=True, key="upload_files")
+    found = [(f.name, f.getvalue()) for f in files or []]
+    if st.toggle("Take a snapshot with the camera", key="use_camera",
+                 help="A single photo, for when the live webcam page cannot connect (WebRTC blocked). "
+                      "The browser asks for the camera only once this is on."):
+        shot = st.camera_input("Camera snapshot", key="camera_shot")
+        if shot is not None:
+            found.append(("camera snapshot", shot.getvalue()))
+    return found
+
+
+def show_downloads(results):
+    """CSV and JSON of every face found, one row per face."""
+    rows = results_rows(r for r in results if not r.error)
+    if not rows:
+        return
+    csv_col, json_col, _ = st.columns([1, 1, 4])
+    csv_col.download_button("Download CSV", to_csv(rows), file_name="fer_results.csv", mime="text/csv",
+                            on_click="ignore", icon=":material/download:")
+    json_col.download_button("Download JSON", to_json(rows), file_name="fer_results.json",
+                             mime="application/json", on_click="ignore", icon=":material/download:")
+
+
+def show_face(key, index, face, crop, model, heat):
+    """One row: the label, the face's probability chart, and its Grad-CAM heat map when asked for.
+    `key` makes the chart unique when two faces have the same probabilities (the same photo twice)."""
+    chart_col, cam_col = st.columns([3, 1], vertical_alignment="center")
+    with chart_col:
+        st.markdown(f"**Face {index}: {label_text(face)}**")
+        st.plotly_chart(probability_chart(face.scores), config={"displayModeBar": False}, key=f"{key}-{index}")
+    if heat:
+        cam = overlay(crop, grad_cam(model, crop, target=face.label))
+        cam_col.image(cam[:, :, ::-1], caption=f"Grad-CAM for {face.label}", width="stretch")
+    else:
+        cam_col.image(crop, caption="the face as the model sees it", width="stretch")
+
+
+def show_result(key, result, model, heat):
+    """One picture: the annotated photo beside a row per face, or a friendly message."""
+    st.subheader(result.name, divider="gray")
+    if result.error:
+        st.error(f"**{result.name}**: {result.error}")
+        return
+    photo_col, faces_col = st.columns([2, 3])
+    width, height = result.size
+    photo_col.image(result.annotated[:, :, ::-1], output_format="JPEG", width="stretch",
+                    caption=f"{width}x{height} px, analysed in {result.seconds:.2f} s")
+    with faces_col:
+        if not result.faces:
+            st.info(f"**{result.name}**: no face found. {NO_FACE_HINT}")
+        for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
+            show_face(key, index, face, crop, model, heat)
+
+
+st.title("Upload & classify")
+inputs = pictures()
+heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
+                 help="Which parts of each face drove the model's decision (red: most, blue: least).")
+if inputs:
+    recognizer = ui.recognizer()
+    if recognizer is None:
+        st.stop()
+    with st.spinner("Finding faces…"):
+        results = [analysed(recognizer, ui.selection(), name, data) for name, data in inputs]
+    show_downloads(results)
+    for number, result in enumerate(results):
+        show_result(f"chart-{number}", result, recognizer.model, heat)

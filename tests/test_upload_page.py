@@ -1,0 +1,135 @@
+"""The "Upload & classify" page, driven through the app's router with Streamlit's AppTest: files go in
+through AppTest's own file_uploader / camera_input support (Streamlit >= 1.6x stages the bytes the way a
+browser upload would), and the tests read what the page shows."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from streamlit.testing.v1 import AppTest
+
+from fer_core import EMOTIONS
+
+try:
+    from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
+except ImportError:  # tests/ imported as a package
+    from tests.helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 180  # the first run loads the model and the detector
+
+
+@pytest.fixture
+def app():
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture(scope="module")
+def astronaut_png():
+    return encode(Image.fromarray(astronaut_rgb()), "PNG")
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpeg():
+    return encode(Image.fromarray(astronaut_rgb()), "JPEG", quality=92)
+
+
+def upload(app, *files):
+    app.file_uploader(key="upload_files").set_value(list(files))
+    return app.run()
+
+
+def values(elements):
+    return [e.value for e in elements]
+
+
+def chart_bars(app):
+    """(emotions, probabilities) of every plotly chart on the page, in page order."""
+    specs = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    return [(spec["data"][0]["y"], spec["data"][0]["x"]) for spec in specs]
+
+
+def test_page_renders(app):
+    assert not app.exception
+    assert values(app.title) == ["Upload & classify"]
+    uploader = app.file_uploader(key="upload_files")
+    assert uploader.accept_multiple_files
+    assert {".jpg", ".png", ".webp", ".bmp", ".gif"} <= set(uploader.allowed_type)
+    assert len(app.camera_input) == 0  # the browser asks for the camera only when the user wants it
+    assert not app.error and not app.get("plotly_chart")
+
+
+def test_a_smiling_face_is_happy(app, astronaut_png):
+    upload(app, ("astronaut.png", astronaut_png, "image/png"))
+    assert not app.exception and not app.error
+    assert values(app.subheader) == ["astronaut.png"]
+    face_line, = [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert face_line.startswith("**Face 1: happy ")
+    (emotions, probs), = chart_bars(app)
+    assert emotions == list(EMOTIONS)
+    assert emotions[int(np.argmax(probs))] == "happy" and max(probs) > 0.8
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+    assert any("512x512 px" in c for image in app.image for c in image.captions)
+    assert [b.label for b in app.download_button] == ["Download CSV", "Download JSON"]
+
+
+def test_many_files_and_one_bad_one(app, astronaut_jpeg):
+    upload(app, ("notes.png", b"shopping list: milk, eggs", "image/png"),
+           ("astronaut.jpg", astronaut_jpeg, "image/jpeg"),
+           ("coffee.jpg", encode(Image.fromarray(data.coffee()), "JPEG"), "image/jpeg"))
+    assert not app.exception
+    assert values(app.subheader) == ["notes.png", "astronaut.jpg", "coffee.jpg"]
+    error, = values(app.error)
+    assert "notes.png" in error and "not an image" in error
+    info, = values(app.info)
+    assert "coffee.jpg" in info and "no face found" in info
+    (emotions, probs), = chart_bars(app)  # the bad file did not stop the photo after it
+    assert emotions[int(np.argmax(probs))] == "happy"
+
+
+def test_a_group_photo_gets_a_row_per_face(app):
+    group = montage(astronaut_bgr(), 1, 3)[:, :, ::-1]  # three astronauts side by side, as RGB
+    upload(app, ("group.png", encode(Image.fromarray(group), "PNG"), "image/png"))
+    assert not app.exception and not app.error
+    faces = [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert [f.split(":")[0] for f in faces] == ["**Face 1", "**Face 2", "**Face 3"]
+    assert all(": happy " in f for f in faces)
+    assert len(chart_bars(app)) == 3
+
+
+def test_the_same_photo_twice(app, astronaut_png):
+    """Identical faces give identical charts: the page keys them, so Streamlit does not refuse the second."""
+    upload(app, ("astronaut.png", astronaut_png, "image/png"), ("astronaut.png", astronaut_png, "image/png"))
+    assert not app.exception
+    first, second = chart_bars(app)
+    assert first == second and first[0][int(np.argmax(first[1]))] == "happy"
+
+
+def test_a_picture_without_a_face(app):
+    upload(app, ("rocket.png", encode(Image.fromarray(data.rocket()), "PNG"), "image/png"))
+    assert not app.exception and not app.error
+    info, = values(app.info)
+    assert "rocket.png" in info and "no face found" in info
+    assert not app.get("plotly_chart") and not app.download_button
+
+
+def test_grad_cam_toggle(app, astronaut_png):
+    upload(app, ("astronaut.png", astronaut_png, "image/png"))
+    captions = [c for image in app.image for c in image.captions]
+    assert "the face as the model sees it" in captions and not any("Grad-CAM" in c for c in captions)
+    app.toggle(key="show_gradcam").set_value(True).run()
+    assert not app.exception
+    captions = [c for image in app.image for c in image.captions]
+    assert "Grad-CAM for happy" in captions
+
+
+def test_camera_snapshot(app, astronaut_jpeg):
+    app.toggle(key="use_camera").set_value(True).run()
+    app.camera_input(key="camera_shot").set_value(("snapshot.jpg", astronaut_jpeg, "image/jpeg"))
+    app.run()
+    assert not app.exception and not app.error
+    assert values(app.subheader) == ["camera snapshot"]
+    (emotions, probs), = chart_bars(app)
+    assert emotions[int(np.argmax(probs))] == "happy"

@@ -1,0 +1,141 @@
+"""The Live webcam page under Streamlit's AppTest (no browser): it renders with its counter, and its
+"Video file" tab analyses an uploaded video or says why it cannot; plus fer_core.rtc's ICE choice
+from the environment, without network."""
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import streamlit_webrtc
+import streamlit_webrtc.component
+from streamlit.testing.v1 import AppTest
+
+from fer_core import rtc
+
+try:
+    from helpers_images import astronaut_bgr, yunet_model
+except ImportError:  # tests/ imported as a package
+    from tests.helpers_images import astronaut_bgr, yunet_model
+
+REPO = Path(__file__).resolve().parent.parent
+COUNTER = "Processed frames: 0 \u00b7 with a face: 0"
+ICE_VARIABLES = ("CLOUDFLARE_TURN_KEY_ID", "CLOUDFLARE_TURN_KEY_API_TOKEN", "TWILIO_ACCOUNT_SID",
+                 "TWILIO_AUTH_TOKEN", "HF_TOKEN")
+
+
+@pytest.fixture
+def page(monkeypatch):
+    """AppTest on the webcam page. AppTest's stand-in Runtime has no session manager, which
+    streamlit-webrtc looks up for the session's run count; it treats "no session info" (None) as
+    running outside a live server, so the test gives it exactly that."""
+    monkeypatch.setattr(streamlit_webrtc.component, "get_this_session_info", lambda: None)
+    for name in ICE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if yunet_model() is not None:
+        monkeypatch.setenv("FER_YUNET_MODEL", str(yunet_model()))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/webcam.py").run()
+    return at
+
+
+def small_video(path, frames=6) -> bytes:
+    """An MJPG .avi of the astronaut on a grey 640x480 frame, 5 fps; returns its bytes."""
+    face = np.full((480, 640, 3), 90, np.uint8)
+    face[:, 100:580] = cv2.resize(astronaut_bgr(), (480, 480), interpolation=cv2.INTER_AREA)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
+    for _ in range(frames):
+        writer.write(face)
+    writer.release()
+    return Path(path).read_bytes()
+
+
+def test_page_renders_with_its_counter(page):
+    assert not page.exception, page.exception
+    assert [t.value for t in page.title] == ["Live webcam"]
+    assert [t.label for t in page.tabs] == ["Live webcam", "Video file"]
+    assert COUNTER in [m.value for m in page.markdown]
+    assert any("fps" in c.value for c in page.caption)
+    allowed = page.file_uploader(key="video_upload").allowed_type
+    assert {".mp4", ".avi", ".mov", ".webm", ".mkv"} <= set(allowed)
+    page.run()  # a rerun keeps the same per-session processor and counter
+    assert not page.exception and COUNTER in [m.value for m in page.markdown]
+
+
+def test_video_tab_analyses_an_upload(page, tmp_path):
+    data = small_video(tmp_path / "astronaut.avi")
+    page.file_uploader(key="video_upload").set_value(("astronaut.avi", data, "video/x-msvideo")).run()
+    assert not page.exception, page.exception
+    assert not page.error
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics == {"Frames analysed": "6", "With a face": "6", "Most frequent emotion": "happy"}
+    assert len(page.get("plotly_chart")) == 1
+    assert len(page.get("download_button")) == 1
+
+
+def test_video_tab_refuses_a_file_that_is_not_a_video(page):
+    page.file_uploader(key="video_upload").set_value(("notes.mp4", b"just some text\n" * 20, "video/mp4")).run()
+    assert not page.exception, page.exception
+    assert [e.value for e in page.error] == ["notes.mp4 is not a video we can read (mp4, avi, mov, webm, mkv)"]
+    assert not page.metric
+
+
+# --- ICE servers -------------------------------------------------------------------------------------------
+
+class FakeFetch:
+    """Records which streamlit_webrtc helper would be called, with what, and answers `servers`."""
+
+    def __init__(self, servers=None, error=None):
+        self.servers, self.error, self.calls = servers or [], error, []
+
+    def __call__(self, helper):
+        def fetch(*credentials):
+            self.calls.append((helper, credentials))
+            if self.error:
+                raise self.error
+            return self.servers
+        return fetch
+
+
+TURN = [{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "c"}]
+
+
+def test_no_environment_means_no_ice_servers(monkeypatch):
+    for name in ICE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    fetch = FakeFetch(TURN)
+    assert rtc.ice_servers(fetch=fetch) == []
+    assert rtc.rtc_configuration() == {"iceServers": []}
+    assert rtc.configured_provider() is None and fetch.calls == []
+
+
+def test_hugging_face_token_adds_turn_and_google_stun():
+    fetch = FakeFetch(TURN)
+    assert rtc.ice_servers({"HF_TOKEN": "hf_abc"}, fetch) == TURN + [rtc.GOOGLE_STUN]
+    assert fetch.calls == [("get_hf_ice_servers", ("hf_abc",))]
+
+
+def test_provider_order_and_half_configured(caplog):
+    fetch = FakeFetch(TURN)
+    env = {"HF_TOKEN": "hf", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok"}
+    assert rtc.rtc_configuration(env, fetch) == {"iceServers": TURN}
+    env.update(CLOUDFLARE_TURN_KEY_ID="kid", CLOUDFLARE_TURN_KEY_API_TOKEN="ktok")
+    rtc.ice_servers(env, fetch)
+    assert fetch.calls == [("get_twilio_ice_servers", ("AC1", "tok")),
+                           ("get_cloudflare_ice_servers", ("kid", "ktok"))]
+    with caplog.at_level(logging.WARNING, logger="fer_core.rtc"):
+        assert rtc.configured_provider({"TWILIO_ACCOUNT_SID": "AC1"}) is None
+        assert rtc.configured_provider({"TWILIO_AUTH_TOKEN": "tok", "HF_TOKEN": "hf"})[0] == "Hugging Face"
+    assert any("TWILIO_ACCOUNT_SID" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_fetch_falls_back_to_no_servers(caplog):
+    fetch = FakeFetch(error=ValueError("Failed to get credentials from HF turn server"))
+    with caplog.at_level(logging.WARNING, logger="fer_core.rtc"):
+        assert rtc.ice_servers({"HF_TOKEN": "hf"}, fetch) == []
+    assert any("Hugging Face" in r.getMessage() for r in caplog.records)
+
+
+def test_the_helpers_exist_in_streamlit_webrtc():
+    for _name, _variables, helper in rtc.PROVIDERS:
+        assert callable(getattr(streamlit_webrtc, helper))
