@@ -6,7 +6,7 @@ Pages call `recognizer()` for the EmotionRecognizer the user picked; it is built
 import streamlit as st
 
 from fer_core import FerError
-from fer_core.cards import find_card, read_cards
+from fer_core.cards import healthy_default, read_cards, weights_dir
 
 DETECTORS = ("auto", "yunet", "haar")
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"
@@ -18,23 +18,38 @@ def _recognizer(model, detector):
     return EmotionRecognizer(model=model, detector=detector)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _models(directory):
+    """(card names, name to preselect, {name: why its weights cannot load}) of the weights folder
+    `directory`, re-checked every 30 s."""
+    cards = read_cards(directory)
+    default, problems = healthy_default(cards, directory)
+    return [c["name"] for c in cards], default, problems
+
+
 def sidebar():
-    """Model and detector pickers, shared by every page through st.session_state."""
-    cards = read_cards()
-    if not cards:
+    """Model and detector pickers, shared by every page through st.session_state. Models whose weights
+    are missing or corrupt are named with the reason, and the others stay usable."""
+    names, default, problems = _models(str(weights_dir()))
+    if not names:
         st.sidebar.error("No models found in weights/: the app needs the shipped weights (see the README).")
         return
-    names = [c["name"] for c in cards]
-    try:
-        default = find_card(None)["name"]
-    except FerError:
-        default = names[0]
+    for name, problem in problems.items():
+        st.sidebar.warning(f"Model **{name}** is unavailable: {problem}", icon=":material/broken_image:")
+    if default is None:
+        st.sidebar.error("No model has intact weights: restore weights/ from the repository.")
+        return
     if st.session_state.get("model") not in names:
         st.session_state["model"] = default
-    st.sidebar.selectbox("Model", names, key="model",
-                         format_func=lambda n: f"{n} (default)" if n == default else n)
+    st.sidebar.selectbox("Model", names, key="model", format_func=lambda n: _model_label(n, default, problems))
     st.session_state.setdefault("detector", DETECTORS[0])
     st.sidebar.selectbox("Face detector", DETECTORS, key="detector", help=DETECTOR_HELP)
+
+
+def _model_label(name, default, problems):
+    if name in problems:
+        return f"{name} (unavailable)"
+    return f"{name} (default)" if name == default else name
 
 
 def selection():

@@ -97,11 +97,9 @@ def load_model(name=None, directory=None, device="cpu"):
         from . import ensemble
         return ensemble.load(card, directory, device), card
     pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
-    if not pt.exists():
-        raise WeightsError(f"{pt} is missing (named by the card {card['name']}.json)")
-    if sha256_file(pt) != card.get("sha256"):
-        raise WeightsError(f"{pt} does not match the sha256 in {card['name']}.json: the file is corrupt "
-                           "or was changed; restore it or export the model again")
+    problem = weights_problem(card, directory)
+    if problem:
+        raise WeightsError(f"{problem}; restore it or export the model again")
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         model = create_model(card["arch"], **card.get("arch_args", {}))
@@ -109,6 +107,43 @@ def load_model(name=None, directory=None, device="cpu"):
     except Exception as e:  # a foreign pickle, wrong shapes, a truncated zip: all mean "bad weights file"
         raise WeightsError(f"{pt} could not be loaded as {card['arch']}: {e}") from None
     return model.to(device).eval(), card
+
+
+def weights_problem(card: dict, directory=None):
+    """Why `card`'s model cannot load (a message naming the file), or None when its weights are intact.
+
+    Checks what load_model checks before unpickling: the .pt exists and matches the card's sha256; an
+    ensemble is intact when every member is and still has the weights the ensemble was measured with.
+    """
+    if card.get("arch") == "ensemble":
+        others = {c["name"]: c for c in read_cards(directory)}
+        for m in card.get("members", []):
+            member = others.get(m.get("name"))
+            if member is None:
+                return f"member {m.get('name')!r} of ensemble {card['name']!r} is not shipped"
+            problem = weights_problem(member, directory)
+            if problem:
+                return f"member {member['name']!r}: {problem}"
+            if member.get("sha256") != m.get("sha256"):
+                return f"member {member['name']!r} has other weights than ensemble {card['name']!r} was measured with"
+        return None if card.get("members") else f"ensemble {card['name']!r} lists no members"
+    pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
+    if not pt.exists():
+        return f"{pt} is missing (named by the card {card['name']}.json)"
+    if sha256_file(pt) != card.get("sha256"):
+        return f"{pt} does not match the sha256 in {card['name']}.json (corrupt or changed)"
+    return None
+
+
+def healthy_default(cards_list: list, directory=None):
+    """(name of the model to preselect, {name: problem} of the broken ones): the default card if it is
+    intact, else the most accurate intact one; None when none is intact."""
+    problems = {c["name"]: p for c in cards_list if (p := weights_problem(c, directory))}
+    intact = [c for c in cards_list if c["name"] not in problems]
+    if not intact:
+        return None, problems
+    defaults = [c for c in intact if c.get("default")]
+    return (defaults[0] if defaults else max(intact, key=val_accuracy))["name"], problems
 
 
 def set_default(name, directory=None):

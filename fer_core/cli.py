@@ -62,11 +62,17 @@ def cmd_benchmark(args):
 
 
 def cmd_models(args):
-    from .cards import read_cards
+    from .cards import read_cards, weights_problem
     from .models import list_models
     shipped = {c["name"]: c for c in read_cards()}
-    rows = [{"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": True,
-             "params": c.get("params"), "metrics": c.get("metrics", {})} for n, c in shipped.items()]
+    rows = []
+    for n, c in shipped.items():
+        problem = weights_problem(c)
+        if problem:
+            print(f"warning: model {n} cannot load: {problem}", file=sys.stderr)
+        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": True,
+                     "weights_ok": problem is None, "problem": problem, "params": c.get("params"),
+                     "metrics": c.get("metrics", {})})
     rows += [{"name": a, "arch": a, "default": False, "weights": False, "metrics": {}}
              for a in list_models() if a not in shipped]
     if args.json:
@@ -76,7 +82,8 @@ def cmd_models(args):
     for r in rows:
         acc = r["metrics"].get("val", {}).get("accuracy")
         tta = r["metrics"].get("val_tta", {}).get("accuracy")
-        print(f"{r['name']:<16}{r['arch']:<16}{'yes' if r['weights'] else '-':<9}"
+        weights = "-" if not r["weights"] else "yes" if r["weights_ok"] else "BROKEN"
+        print(f"{r['name']:<16}{r['arch']:<16}{weights:<9}"
               f"{f'{acc:.2%}' if acc else '-':>8}{f'{tta:.2%}' if tta else '-':>9}  {'*' if r['default'] else ''}")
 
 

@@ -217,6 +217,76 @@ def test_models_table(shipped, capsys):
     assert len(lines) == 1 + 1 + len(list_models())
 
 
+# --------------------------------------------------------------------- broken weights beside good ones
+
+def _two_models(weights_dir):
+    """weights_dir with 'good' and 'bad' (the default, more accurate) mini_xceptions."""
+    save_weights(_model(0), {"name": "good", "arch": "mini_xception", "metrics": {"val": {"accuracy": 0.4}}})
+    save_weights(_model(1), {"name": "bad", "arch": "mini_xception", "default": True,
+                             "metrics": {"val": {"accuracy": 0.6}}})
+    return weights_dir / "bad.pt"
+
+
+def _flip_byte(path, at=None):
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if at is None else at
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "card sha256", "missing file"])
+def test_a_broken_model_is_named_and_the_others_stay_usable(weights_dir, damage):
+    bad = _two_models(weights_dir)
+    assert cards.healthy_default(read_cards()) == ("bad", {})
+    if damage == "flipped byte":
+        _flip_byte(bad)
+    elif damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:1000])
+    elif damage == "card sha256":
+        write_card({**find_card("bad"), "sha256": "0" * 64})
+    else:
+        bad.unlink()
+    problem = cards.weights_problem(find_card("bad"))
+    expected = "is missing" if damage == "missing file" else "does not match the sha256 in bad.json"
+    assert str(bad) in problem and expected in problem
+    assert cards.healthy_default(read_cards()) == ("good", {"bad": problem})
+    assert load_model("good")[1]["name"] == "good"
+    with pytest.raises(WeightsError, match="bad"):
+        load_model(None)
+
+    r = run_cli("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["bad"]["weights_ok"] is False and rows["bad"]["problem"] == problem
+    assert rows["good"]["weights_ok"] is True and rows["good"]["problem"] is None
+    assert f"warning: model bad cannot load: {problem}" in r.stderr
+    table = run_cli("models")
+    assert table.returncode == 0 and table.stdout.count("BROKEN") == 1
+    predict = run_cli("predict", "--model", "bad", __file__)
+    assert predict.returncode == 2 and str(bad) in predict.stderr and "Traceback" not in predict.stderr
+
+
+def test_an_ensemble_with_a_broken_member_is_broken(weights_dir):
+    bad = _two_models(weights_dir)
+    members = [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in read_cards()]
+    write_card({"name": "duo", "arch": "ensemble", "members": members})
+    assert cards.weights_problem(find_card("duo")) is None
+    _flip_byte(bad)
+    assert "member 'bad'" in cards.weights_problem(find_card("duo"))
+    _flip_byte(bad)  # flipped back: intact again
+    assert cards.weights_problem(find_card("duo")) is None
+    write_card({**find_card("duo"), "members": members + [{"name": "gone", "arch": "cnn", "sha256": "x"}]})
+    assert "'gone'" in cards.weights_problem(find_card("duo"))
+
+
+def test_a_missing_weights_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    r = run_cli("models", "--json")
+    assert r.returncode == 0 and not any(row["weights"] for row in json.loads(r.stdout))
+    predict = run_cli("predict", __file__)
+    assert predict.returncode == 2 and "no shipped models" in predict.stderr and "nowhere" in predict.stderr
+
+
 # ------------------------------------------------------------------------------- the shipped weights
 
 SHIPPED = read_cards(REPO_WEIGHTS)

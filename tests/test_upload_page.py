@@ -133,3 +133,30 @@ def test_camera_snapshot(app, astronaut_jpeg):
     assert values(app.subheader) == ["camera snapshot"]
     (emotions, probs), = chart_bars(app)
     assert emotions[int(np.argmax(probs))] == "happy"
+
+
+def test_a_corrupt_default_model_is_named_and_another_one_works(tmp_path, monkeypatch, astronaut_png):
+    """One flipped byte in the default model's weights: the sidebar names the file and the app keeps working
+    with an intact model."""
+    import shutil
+
+    from fer_core.cards import REPO_WEIGHTS, find_card, read_cards
+
+    shutil.copytree(REPO_WEIGHTS, tmp_path / "weights")
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "weights"))
+    default = find_card(None)["name"]
+    broken = tmp_path / "weights" / f"{default}.pt"
+    data_ = bytearray(broken.read_bytes())
+    data_[len(data_) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data_))
+
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    warning, = [w for w in values(app.sidebar.warning) if default in w]
+    assert str(broken) in warning and "does not match the sha256" in warning
+    chosen = app.sidebar.selectbox(key="model").value
+    assert chosen != default and chosen in {c["name"] for c in read_cards()}
+    upload(app, ("astronaut.png", astronaut_png, "image/png"))
+    assert not app.exception and not app.error
+    (emotions, probs), = chart_bars(app)
+    assert emotions[int(np.argmax(probs))] == "happy"
