@@ -28,8 +28,8 @@ def open_dataset(path, stamp):
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def counts(path, fingerprint, _dataset):
-    """{split: {emotion: faces}} of the dataset."""
-    return _dataset.counts()
+    """{split: {emotion: faces}} of the decoded dataset (rows or files that cannot be read are not counted)."""
+    return {split: _dataset.load(split).counts() for split in _dataset.splits}
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -87,6 +87,17 @@ def explain_missing(problem=None):
                    f"(fingerprint `{str(data['fingerprint'])[:16]}…`) with these faces per class:")
         st.plotly_chart(explore.distribution_figure(data["counts"]), key=f"card_counts_{data['fingerprint']}")
         st.dataframe(data["counts"])
+
+
+def show_skipped(box, dataset):
+    """Rows or files of the dataset that could not be read, each named with why; the rest loaded."""
+    if not dataset.problems:
+        return
+    with box.container():
+        st.warning(f"{len(dataset.problems)} entries of {dataset.path.name} could not be read and were skipped; "
+                   "everything else is shown below.")
+        with st.expander("Skipped entries"):
+            st.code("\n".join(dataset.problems), language=None)
 
 
 def section_samples(dataset):
@@ -176,9 +187,11 @@ fingerprint = dataset.fingerprint()
 trained_on = explore.matching_models(fingerprint, read_cards())
 st.caption(f"{dataset.path.name} ({dataset.layout}), fingerprint `{fingerprint[:16]}…`"
            + (f": the dataset {', '.join(trained_on)} were trained on." if trained_on else "."))
+skipped_box = st.empty()  # filled at the end: decoding the splits may skip more files or rows
 st.subheader("Class distribution")
 st.plotly_chart(explore.distribution_figure(counts(path, fingerprint, dataset)))
 split = section_samples(dataset)
 section_means_and_histograms(path, dataset, split)
 section_quality(path, dataset)
 section_mistakes(path, dataset)
+show_skipped(skipped_box, dataset)

@@ -146,3 +146,24 @@ def test_evaluate_unknown_model_is_a_short_error(trained, monkeypatch, capsys):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(trained.weights))
     assert main(["evaluate", "--model", "nope", "--data", str(trained.data.path)]) == 2
     assert capsys.readouterr().err == "error: unknown model 'nope'; shipped: cnn\n"
+
+
+def test_evaluate_names_bad_rows_and_files_and_uses_the_rest(trained, tmp_path):
+    """A CSV with a malformed row and a folder with a non-image file: evaluate warns with the line or file
+    and evaluates every other face."""
+    from helpers_data import KAGGLE_COUNTS, make_csv, make_kaggle
+
+    ds, rows = make_csv(tmp_path / "fer2013.csv", counts=KAGGLE_COUNTS, extra_lines=['3,"1 2 3",PublicTest\n'])
+    r = run_cli("evaluate", "--model", "cnn", "--data", ds.path, "--split", "val", "--json", tmp_path / "a.json",
+                env=trained.env)
+    assert r.returncode == 0, r.stderr
+    assert f"line {len(rows) + 2}: pixels must hold 2304 values, found 3 (skipped)" in r.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["n"] == sum(ds.counts["val"].values())
+
+    folder = make_kaggle(tmp_path / "kaggle", counts=KAGGLE_COUNTS)
+    (folder.path / "test" / "sad" / "readme.txt").write_text("not a face")
+    r = run_cli("evaluate", "--model", "cnn", "--data", folder.path, "--split", "val", "--json", tmp_path / "b.json",
+                env=trained.env)
+    assert r.returncode == 0, r.stderr
+    assert "test/sad/readme.txt: not an image file (skipped)" in r.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["n"] == sum(folder.counts["val"].values())

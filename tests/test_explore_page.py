@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core import EMOTIONS, EmotionRecognizer, explore
 from fer_core.cards import find_card
 from fer_core.data import FER2013
-from helpers_data import make_kaggle
+from helpers_data import make_csv, make_kaggle
 from test_explore import FER_TRAIN, FER_VAL, make_planted
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,6 +125,27 @@ def test_a_typed_path_is_used(monkeypatch, planted_path):
     assert not at.exception and not at.info
     assert [s.value for s in at.subheader] == SECTIONS
     assert sum(charts(at)[0]["data"][0]["y"]) == 6 + 3 + 5 + 9 + 4 + 7 + 7
+
+
+@pytest.mark.parametrize("layout", ["csv", "folder"])
+def test_unreadable_rows_and_files_are_named_and_the_rest_shown(monkeypatch, tmp_path, layout):
+    if layout == "csv":
+        data, rows = make_csv(tmp_path / "fer2013.csv", extra_lines=['3,"1 2 3",Training\n', '9,"1",Training\n'])
+        named = [f"line {len(rows) + 2}: pixels must hold", f"line {len(rows) + 3}: "]
+    else:
+        data = make_kaggle(tmp_path / "fer")
+        (data.path / "train" / "fear" / "notes.txt").write_text("not a face")
+        (data.path / "train" / "fear" / "Training_9999.jpg").write_bytes(b"no jpeg here")
+        named = ["train/fear/notes.txt: not an image file", "train/fear/Training_9999.jpg: not a readable image"]
+    monkeypatch.setenv("FER2013_PATH", str(data.path))
+    at = open_explorer()
+    warning, = [w.value for w in at.warning]
+    assert warning.startswith(f"2 entries of {data.path.name} could not be read and were skipped")
+    listed = at.code[0].value
+    assert all(n in listed for n in named), listed
+    assert [s.value for s in at.subheader] == SECTIONS  # everything else still renders
+    train_bars = charts(at)[0]["data"][0]["y"]
+    assert sum(train_bars) == sum(data.counts["train"].values())
 
 
 def test_misclassified_faces_only_after_the_toggle(monkeypatch, planted_path):
