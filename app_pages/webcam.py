@@ -9,6 +9,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 import ui
 from fer_core import FerError, live, rtc, video
 
+VIDEO_MB = 200  # per video file (the server-wide limit in .streamlit/config.toml)
 UI_REFRESH_S = 0.3  # the live counter and chart update about three times a second
 CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 
@@ -83,7 +84,7 @@ def show_rows(name, rows):
 
 def video_tab(rec):
     """Upload a video, analyse it once per (file, model, detector, frame budget), show the results."""
-    upload = st.file_uploader("A video", type=list(video.VIDEO_TYPES), key="video_upload")
+    upload = st.file_uploader("A video", type=list(video.VIDEO_TYPES), key="video_upload", max_upload_size=VIDEO_MB)
     max_frames = st.slider("Analyse at most this many frames, spread over the video", 30, 1200,
                            video.MAX_ANALYSED, step=30)
     if upload is None:

@@ -2,6 +2,9 @@
 "Video file" tab analyses an uploaded video or says why it cannot; plus fer_core.rtc's ICE choice
 from the environment, without network."""
 import logging
+import math
+import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -11,7 +14,7 @@ import streamlit_webrtc
 import streamlit_webrtc.component
 from streamlit.testing.v1 import AppTest
 
-from fer_core import rtc
+from fer_core import rtc, video
 
 try:
     from helpers_images import astronaut_bgr, yunet_model
@@ -78,6 +81,75 @@ def test_video_tab_refuses_a_file_that_is_not_a_video(page):
     assert not page.exception, page.exception
     assert [e.value for e in page.error] == ["notes.mp4 is not a video we can read (mp4, avi, mov, webm, mkv)"]
     assert not page.metric
+
+
+def long_video(path, minutes=3.0) -> Path:
+    """A video of at least `minutes`, made by looping the shared face clip (env FER_FACE_CLIP) at its own
+    frame rate, or the astronaut photo at 25 fps when the clip is absent."""
+    clip = os.environ.get("FER_FACE_CLIP")
+    frames, fps = [], 25.0
+    if clip and Path(clip).is_file():
+        cap = cv2.VideoCapture(clip)
+        fps = cap.get(cv2.CAP_PROP_FPS) or fps
+        while (frame := cap.read()[1]) is not None:
+            frames.append(frame)
+        cap.release()
+    if not frames:
+        frames = [cv2.resize(astronaut_bgr(), (320, 320))]
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(math.ceil(minutes * 60 * fps)):
+        writer.write(frames[i % len(frames)])
+    writer.release()
+    return path
+
+
+class PeakRss:
+    """The process's resident memory sampled every 20 ms on a thread (Linux /proc): `peak - start` in MB."""
+
+    def __enter__(self):
+        self.start = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads memory from Linux /proc")
+def test_video_tab_on_a_three_minute_video_in_bounded_memory(page, tmp_path, record_property):
+    path = long_video(tmp_path / "long.mp4")
+    with video.open_video(path) as cap:
+        about = video.info(cap)
+    assert about.duration_s >= 180
+    data = path.read_bytes()
+    page.run()  # warm: the model and detector are loaded before measuring
+    with PeakRss() as rss:
+        page.file_uploader(key="video_upload").set_value(("long.mp4", data, "video/mp4")).run(timeout=600)
+    assert not page.exception, page.exception
+    assert not page.error
+    metrics = {m.label: m.value for m in page.metric}
+    stride = video.auto_stride(about.frames)
+    assert int(metrics["Frames analysed"]) == math.ceil(about.frames / stride) <= video.MAX_ANALYSED
+    assert int(metrics["With a face"]) >= 0.9 * int(metrics["Frames analysed"])
+    grown = rss.peak - rss.start
+    decoded_mb = about.frames * about.width * about.height * 3 / 2**20
+    print(f"{about.duration_s:.0f} s video, {about.frames} frames ({len(data) / 2**20:.1f} MB file, "
+          f"{decoded_mb:.0f} MB decoded): peak RSS +{grown:.0f} MB")
+    record_property("long_video_peak_rss_growth_mb", round(grown, 1))
+    assert grown < 150, f"peak RSS grew {grown:.0f} MB over {about.frames} frames"
 
 
 # --- ICE servers -------------------------------------------------------------------------------------------
