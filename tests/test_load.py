@@ -1,0 +1,196 @@
+"""Under load and over time, against a real `streamlit run` on localhost driven by Debian's headless Chromium:
+
+- 8 browser sessions at once, each uploading photos again and again for LOAD_S seconds: no errors, and the
+  p50/p95 time from upload to result is reported (test-artifacts/browser/load.txt);
+- the webcam page streaming Chromium's fake camera for SOAK_S seconds: the processed-frame rate of the last
+  minute stays within 20% of the first minute's, and the server's resident memory grows by less than 50 MB.
+
+The durations come from env FER_LOAD_S (default 60) and FER_SOAK_S (default 120, so a plain `pytest` stays
+within ten minutes; `.ci/run` sets 300, the soak's full five minutes).
+"""
+import asyncio
+import io
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+try:
+    from helpers_browser import CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer, face_clip_y4m, fake_camera_args
+except ImportError:  # imported as the tests package
+    from tests.helpers_browser import (CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer, face_clip_y4m,
+                                       fake_camera_args)
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+async_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+SESSIONS = 8
+LOAD_S = float(os.environ.get("FER_LOAD_S", "60"))
+SOAK_S = float(os.environ.get("FER_SOAK_S", "120"))
+READ_EVERY_S = 5.0  # the soak reads the counter and the server's memory this often
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+EXCEPTION = '[data-testid="stException"]'
+TIMEOUT_MS = 120_000
+
+
+def server_rss_mb(server) -> float:
+    """Resident memory of the `streamlit run` process, from Linux /proc."""
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path_factory.mktemp("load_cache")
+    s = StreamlitServer(REPO, ARTIFACTS / "streamlit-load.log", env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(cache)})
+    s.start(timeout=120)
+    yield s
+    s.stop()
+
+
+def photos() -> list:
+    """(file name, PNG bytes): the astronaut (happy) and the same photo mirrored."""
+    from PIL import Image, ImageOps
+    from skimage import data
+    face = Image.fromarray(data.astronaut())
+    out = []
+    for name, img in (("astronaut", face), ("mirrored", ImageOps.mirror(face))):
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        out.append((name, buf.getvalue()))
+    return out
+
+
+async def wait_idle(page):
+    await page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+    await page.wait_for_timeout(300)
+    await page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+
+
+async def upload_loop(browser, url, index, until, pictures):
+    """One session: upload a photo, wait for its face's label, remove it, again until `until`.
+    Returns (seconds per upload, errors)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 1200})
+    page = await context.new_page()
+    times, errors, n = [], [], 0
+    try:
+        await page.goto(url, timeout=TIMEOUT_MS)
+        await wait_idle(page)
+        uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]').first
+        while time.monotonic() < until:
+            stem, data = pictures[n % len(pictures)]
+            name = f"{stem}-{index}-{n}.png"
+            start = time.monotonic()
+            try:
+                await uploader.set_input_files(files=[{"name": name, "mimeType": "image/png", "buffer": data}])
+                heading = page.locator('[data-testid="stHeading"]', has_text=name)
+                await heading.wait_for(timeout=TIMEOUT_MS)
+                await page.get_by_text(re.compile(r"Face 1: happy")).first.wait_for(timeout=TIMEOUT_MS)
+                times.append(time.monotonic() - start)
+                if await page.locator(EXCEPTION).count() or await page.locator('[data-testid="stAlert"]').count():
+                    errors.append(f"session {index}, {name}: an error or exception is shown")
+                await page.get_by_role("button", name=f"Remove {name}").click(timeout=TIMEOUT_MS)
+                await heading.wait_for(state="detached", timeout=TIMEOUT_MS)
+            except Exception as e:  # a timeout or a closed page is an error of this test run, counted
+                errors.append(f"session {index}, {name}: {type(e).__name__}: {str(e).splitlines()[0]}")
+                break
+            n += 1
+    finally:
+        await context.close()
+    return times, errors
+
+
+async def run_sessions(url, seconds):
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            until = time.monotonic() + seconds
+            pictures = photos()
+            return await asyncio.gather(*(upload_loop(browser, url, i, until, pictures) for i in range(SESSIONS)))
+        finally:
+            await browser.close()
+
+
+def test_eight_sessions_upload_at_once(server, record_property):
+    results = asyncio.run(run_sessions(server.url, LOAD_S))
+    times = sorted(t for r in results for t in r[0])
+    errors = [e for r in results for e in r[1]]
+    per_session = [len(r[0]) for r in results]
+    p50 = statistics.median(times) if times else float("nan")
+    p95 = times[min(len(times) - 1, int(0.95 * len(times)))] if times else float("nan")
+    summary = (f"{SESSIONS} sessions x {LOAD_S:.0f} s: {len(times)} uploads {per_session}, {len(errors)} errors; "
+               f"upload -> result p50 {p50:.2f} s, p95 {p95:.2f} s")
+    print(summary)
+    (ARTIFACTS / "load.txt").write_text(summary + "\n" + "\n".join(errors) + "\n")
+    record_property("upload_p50_s", round(p50, 3))
+    record_property("upload_p95_s", round(p95, 3))
+    assert not errors, "\n".join(errors[:10])
+    assert all(k >= 1 for k in per_session), summary  # every session got results
+
+
+async def soak(url, server, y4m, seconds):
+    """[(seconds since streaming started, processed frames, frames with a face, server RSS MB)] every
+    READ_EVERY_S, for `seconds`."""
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                          args=CHROMIUM_ARGS + fake_camera_args(y4m))
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 1400}, permissions=["camera"])
+            page = await context.new_page()
+            await page.goto(f"{url}/webcam", timeout=TIMEOUT_MS)
+            await wait_idle(page)
+            webrtc = page.frame_locator('iframe[title*="webrtc_streamer"]').first
+            await webrtc.get_by_role("button", name="START").click(timeout=60_000)
+            start, readings = time.monotonic(), []
+            while (elapsed := time.monotonic() - start) < seconds:
+                m = COUNTER_RE.search(await page.locator('[data-testid="stMain"]').inner_text())
+                if await page.locator(EXCEPTION).count():
+                    raise AssertionError("an exception is shown on /webcam while streaming")
+                if m:
+                    readings.append((elapsed, int(m.group(1)), int(m.group(2)), server_rss_mb(server)))
+                await asyncio.sleep(READ_EVERY_S)
+            await page.screenshot(path=str(ARTIFACTS / "webcam-soak.png"))
+            await webrtc.get_by_role("button", name="STOP").click(timeout=10_000)
+            return readings
+        finally:
+            await browser.close()
+
+
+def rate(readings, t0, t1) -> float:
+    """Processed frames per second between the readings nearest to t0 and t1."""
+    a = min(readings, key=lambda r: abs(r[0] - t0))
+    b = min(readings, key=lambda r: abs(r[0] - t1))
+    return (b[1] - a[1]) / max(1e-9, b[0] - a[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads memory from Linux /proc")
+def test_webcam_soak(server, tmp_path, record_property):
+    assert SOAK_S >= 120, "the soak compares its first and last minutes: FER_SOAK_S must be at least 120"
+    y4m, source = face_clip_y4m(tmp_path / "face.y4m")
+    readings = asyncio.run(soak(server.url, server, y4m, SOAK_S))
+    started = [r for r in readings if r[1] > 0]
+    assert len(started) >= SOAK_S / READ_EVERY_S / 2, f"the counter hardly moved: {readings[:5]}"
+    t_first, t_end = started[0][0], started[-1][0]
+    first = rate(started, t_first, t_first + 60)
+    last = rate(started, t_end - 60, t_end)
+    rss_first, rss_end = started[0][3], started[-1][3]
+    rss_minute = min(started, key=lambda r: abs(r[0] - (t_first + 60)))[3]
+    faces = started[-1][2] / max(1, started[-1][1])
+    summary = (f"webcam soak {t_end - t_first:.0f} s on {source}: {started[-1][1]} frames ({faces:.0%} with a face); "
+               f"first minute {first:.1f} fps, last minute {last:.1f} fps; server RSS {rss_first:.0f} MB at start, "
+               f"{rss_minute:.0f} MB after a minute, {rss_end:.0f} MB at the end")
+    print(summary)
+    (ARTIFACTS / "webcam-soak.txt").write_text(summary + "\n" + "\n".join(map(str, readings)) + "\n")
+    record_property("soak_first_minute_fps", round(first, 2))
+    record_property("soak_last_minute_fps", round(last, 2))
+    record_property("soak_rss_growth_mb", round(rss_end - rss_first, 1))
+    assert faces > 0.5, summary
+    assert last >= 0.8 * first, summary
+    assert rss_end - rss_first < 50, summary
