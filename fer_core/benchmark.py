@@ -17,6 +17,7 @@ from . import cards
 from .errors import FerError
 from .faces import create_detector, yunet_model_path
 from .images import load_image
+from .models import fuse_conv_bn
 from .preprocess import crop_face, faces_to_tensor
 from .speed import cpu_name, latency_ms
 
@@ -91,6 +92,7 @@ def frame_latency(model, detector, frames) -> dict:
 def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None) -> dict:
     t = time.perf_counter()
     net, card = cards.load_model(model)
+    net = fuse_conv_bn(net)  # as EmotionRecognizer runs it
     load_s = time.perf_counter() - t
     frames = frames_from(video, image, frames or FRAMES)
     result = {

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fer_core.models import count_params, create_model, imagenet_weights_file, list_models
+from fer_core.models import count_params, create_model, fuse_conv_bn, imagenet_weights_file, list_models
 
 EXPECTED = {"cnn", "mini_xception", "vgg13", "vgg13_s", "resnet18", "mobilenet_v2", "shufflenet_v2", "squeezenet"}
 WITH_IMAGENET = ["mobilenet_v2", "resnet18", "shufflenet_v2", "squeezenet"]
@@ -114,3 +114,26 @@ def test_create_model_is_seeded():
     a.eval(), b.eval()
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_folding_batchnorm_keeps_the_outputs(name):
+    """fuse_conv_bn on a model with trained-like BatchNorm statistics: the same probabilities to 1e-5, no
+    BatchNorm left where it follows a convolution in a Sequential, and the original model untouched."""
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 1, 48, 48) * 1.5 + 0.3)  # moves the running statistics off 0/1
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_conv_bn(model)
+    x = torch.randn(5, 1, 48, 48)
+    with torch.inference_mode():
+        diff = (torch.softmax(model(x), 1) - torch.softmax(fused(x), 1)).abs().max().item()
+    assert diff < 1e-5
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    bns = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    if name in {"cnn", "vgg13", "vgg13_s", "mini_xception", "mobilenet_v2", "shufflenet_v2"}:
+        assert bns == 0
+    assert bns < max(1, sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()))
