@@ -11,6 +11,12 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """One CPU thread for every test, even after a test (an in-process training run) changed it."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty FER_CACHE_DIR, so no test reads or writes ~/.cache."""
     path = tmp_path_factory.mktemp("fer_cache")

@@ -48,14 +48,6 @@ def montage(bgr: np.ndarray, rows: int, cols: int, vary: bool = True) -> np.ndar
     return np.ascontiguousarray(np.vstack(tiles))
 
 
-def iou(a, b) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    ix = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    iy = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union else 0.0
 
 
 def yunet_model():

@@ -3,7 +3,6 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 
@@ -17,14 +16,6 @@ try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode
 except ImportError:  # tests/ imported as a package
     from tests.helpers_images import astronaut_bgr, astronaut_rgb, encode
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ import pytest
 
 from fer_core import faces
 from fer_core.faces import HaarDetector, YuNetDetector, create_detector, yunet_model_path
+from fer_core.live import iou
 
 try:
-    from helpers_images import astronaut_bgr, iou, montage, yunet_model
+    from helpers_images import astronaut_bgr, montage, yunet_model
 except ImportError:  # tests/ imported as a package
-    from tests.helpers_images import astronaut_bgr, iou, montage, yunet_model
+    from tests.helpers_images import astronaut_bgr, montage, yunet_model
 
 FACE_REGION = (150, 40, 150, 160)  # x 150-300, y 40-200: Eileen Collins's face in the 512x512 photo
 BIG = 4000

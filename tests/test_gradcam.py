@@ -26,14 +26,6 @@ EXPECTED_LAYERS = {  # the last convolution whose output is still wider than 1x1
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def astronaut_face():
     """The astronaut's face as the recognizer crops it (Haar box), 48x48 uint8."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import fer_core
@@ -23,14 +22,6 @@ except ImportError:  # tests/ imported as a package
     from tests.helpers_images import TINY_MODEL, astronaut_bgr, astronaut_rgb, encode, make_tiny_weights, montage
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
