@@ -16,6 +16,7 @@ def tiny(weights_dir, monkeypatch):
     make_tiny_weights(weights_dir)
     monkeypatch.setattr(benchmark, "FRAMES", 8)
     monkeypatch.setattr(benchmark, "WARMUP", 1)
+    monkeypatch.setattr(benchmark, "PHOTO_RUNS", 1)
     return weights_dir
 
 
@@ -52,6 +53,9 @@ def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatc
         f = r["per_frame_ms"][name]
         assert f["frames"] == 8 and f["frames_with_face"] == 8  # the astronaut's face in every frame
         assert 0 < f["median"] <= f["p95"]
+    for name in detectors:
+        photo = r["photo_12mp_ms"][name]
+        assert photo["megapixels"] == 12.0 and photo["faces"] == 1 and 0 < photo["median"] <= photo["p95"]
     assert r["peak_rss_mb"] > 50
     benchmark.write_card(r)
     assert find_card("tiny")["cpu_ms_per_face"]["batch1"] == r["per_face_ms"]["batch1"]
