@@ -39,11 +39,11 @@ def show_downloads(results):
     rows = results_rows(r for r in results if not r.error)
     if not rows:
         return
-    csv_col, json_col, _ = st.columns([1, 1, 4])
-    csv_col.download_button("Download CSV", to_csv(rows), file_name="fer_results.csv", mime="text/csv",
+    row = st.container(horizontal=True)  # the buttons side by side, each as wide as its label
+    row.download_button("Download CSV", to_csv(rows), file_name="fer_results.csv", mime="text/csv",
                             on_click="ignore", icon=":material/download:")
-    json_col.download_button("Download JSON", to_json(rows), file_name="fer_results.json",
-                             mime="application/json", on_click="ignore", icon=":material/download:")
+    row.download_button("Download JSON", to_json(rows), file_name="fer_results.json",
+                            mime="application/json", on_click="ignore", icon=":material/download:")
 
 
 def show_face(key, index, face, crop, model, heat):
