@@ -41,9 +41,9 @@ def show_downloads(results):
         return
     row = st.container(horizontal=True)  # the buttons side by side, each as wide as its label
     row.download_button("Download CSV", to_csv(rows), file_name="fer_results.csv", mime="text/csv",
-                            on_click="ignore", icon=":material/download:")
+                        on_click="ignore", icon=":material/download:")
     row.download_button("Download JSON", to_json(rows), file_name="fer_results.json",
-                            mime="application/json", on_click="ignore", icon=":material/download:")
+                        mime="application/json", on_click="ignore", icon=":material/download:")
 
 
 def show_face(key, index, face, crop, model, heat):
