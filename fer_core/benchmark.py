@@ -1,7 +1,7 @@
 """`python -m fer_core benchmark`: how fast a shipped model and the face detectors run on this CPU.
 
 Reports per-face classification latency at batch 1 and 16 (median and p95), per-frame latency at
-640x480 for detect + classify with each detector on real frames (a video, else a photo), the time
+640x480 for the webcam's detect + classify with each detector on real frames (a video, else a photo), the time
 the upload page takes for a 12-megapixel photo (decode, detect, classify, draw), the model's load
 time and the process's peak RSS. `--write-card` stores the per-face figures in the
 model's card (the dashboard and the README table read them from there).
@@ -17,10 +17,11 @@ import torch
 from . import cards
 from .annotate import analyse
 from .errors import FerError
-from .faces import create_detector, yunet_model_path
+from .faces import yunet_model_path
 from .images import load_image
+from .live import LiveProcessor
 from .models import fuse_conv_bn
-from .preprocess import crop_face, faces_to_tensor
+from .preprocess import crop_face
 from .recognizer import EmotionRecognizer
 from .speed import cpu_name, latency_ms
 
@@ -80,18 +81,21 @@ def _stats(ms) -> dict:
 
 
 @torch.inference_mode()
-def frame_latency(model, detector, frames) -> dict:
-    """Milliseconds per frame for detect + crop + classify, and how many frames had a face."""
+def frame_latency(recognizer, frames) -> dict:
+    """Milliseconds per frame for the webcam's detect + crop + classify (fer_core.live: detection on a
+    downscaled copy, faces from live.MIN_FACE up), and how many frames had a face."""
+    live = LiveProcessor(recognizer, adaptive=False)
     times, with_face = [], 0
     for i, frame in enumerate(frames[:WARMUP] + frames):
         t = time.perf_counter()
-        boxes = detector.detect(frame)
+        boxes = live.detect_faces(frame)
         if boxes:
-            model(faces_to_tensor(np.stack([crop_face(frame, b) for b in boxes])))
+            recognizer.classify(np.stack([crop_face(frame, b) for b in boxes]))
         if i >= WARMUP:
             times.append((time.perf_counter() - t) * 1000)
             with_face += bool(boxes)
-    return {**_stats(times), "frames": len(frames), "frames_with_face": with_face}
+    return {**_stats(times), "frames": len(frames), "frames_with_face": with_face,
+            "detect_side": live.detect_max_side, "min_face": live.min_face}
 
 
 def photo_jpeg(frame, size=PHOTO_SIZE) -> bytes:
@@ -124,14 +128,15 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
         "per_face_ms": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30)},
         "per_frame_ms": {},
     }
+    photo = photo_jpeg(frames[0])
+    result["photo_12mp_ms"] = {}
     for name in detectors:
         if name == "yunet" and yunet_model_path() is None:
-            result["per_frame_ms"][name] = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
+            result["per_frame_ms"][name] = result["photo_12mp_ms"][name] = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
             continue
-        result["per_frame_ms"][name] = frame_latency(net, create_detector(name), frames)
-    photo = photo_jpeg(frames[0])
-    result["photo_12mp_ms"] = {name: v if "skipped" in v else photo_latency(EmotionRecognizer(card["name"], name), photo)
-                               for name, v in result["per_frame_ms"].items()}
+        recognizer = EmotionRecognizer(card["name"], name)
+        result["per_frame_ms"][name] = frame_latency(recognizer, frames)
+        result["photo_12mp_ms"][name] = photo_latency(recognizer, photo)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -154,7 +159,8 @@ def format_result(r: dict) -> str:
             lines.append(f"640x480 frame, {k}: skipped ({v['skipped']})")
         else:
             lines.append(f"640x480 frame, {k:<5} detect+classify median {v['median']:.2f} ms  p95 {v['p95']:.2f} ms "
-                         f"({v['frames_with_face']}/{v['frames']} frames with a face)")
+                         f"({v['frames_with_face']}/{v['frames']} frames with a face; detection at "
+                         f"{v['detect_side']} px, faces from {v['min_face']:.0%} of the height)")
     for k, v in r.get("photo_12mp_ms", {}).items():
         if "skipped" not in v:
             lines.append(f"{v['megapixels']} MP photo, {k:<5} decode+detect+classify+draw median {v['median']:.0f} ms  "

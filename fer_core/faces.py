@@ -58,11 +58,12 @@ class HaarDetector:
             raise RuntimeError(f"OpenCV's {HAAR_FILE} is missing; install opencv-python-headless>=4.10,<5")
         self._lock = threading.Lock()
 
-    def detect(self, bgr: np.ndarray) -> list:
+    def detect(self, bgr: np.ndarray, min_face: float = HAAR_MIN_FACE) -> list:
+        """Boxes of faces at least `min_face` of the picture's shorter side (and 24 px) wide."""
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         small, scale = _downscale(gray, HAAR_MAX_SIDE)
         small = cv2.equalizeHist(small)
-        side = max(24, int(HAAR_MIN_FACE * min(small.shape)))
+        side = max(24, int(min_face * min(small.shape)))
         with self._lock:
             found = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=HAAR_NEIGHBORS,
                                                    minSize=(side, side))
@@ -78,7 +79,8 @@ class YuNetDetector:
         self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), YUNET_SCORE, 0.3, 5000)
         self._lock = threading.Lock()
 
-    def detect(self, bgr: np.ndarray) -> list:
+    def detect(self, bgr: np.ndarray, min_face: float = 0.0) -> list:
+        """Boxes of faces at least `min_face` of the picture's shorter side wide."""
         small, scale = _downscale(bgr, YUNET_MAX_SIDE)
         with self._lock:
             self._net.setInputSize((small.shape[1], small.shape[0]))
@@ -86,7 +88,8 @@ class YuNetDetector:
         if found is None:
             return []
         boxes = [_clip_box(*_square(*(v / scale for v in row[:4])), bgr.shape[1], bgr.shape[0]) for row in found]
-        return sorted(b for b in boxes if b)
+        smallest = min_face * min(bgr.shape[:2])
+        return sorted(b for b in boxes if b and b[2] >= smallest)
 
 
 def _square(x, y, w, h):

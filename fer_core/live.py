@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 TARGET_FPS = 15.0
 HISTORY_S = 30.0  # how much of the main face's history snapshots keep
 FPS_WINDOW_S = 2.0  # recent fps is measured over this many seconds
-DETECT_MAX_SIDE = 640  # detect on at most this many pixels per side (640x480 frames: as they are)
+DETECT_MAX_SIDE = 320  # detect on a copy of at most this many pixels per side (a 640x480 frame: 320x240)
+MIN_FACE = 0.15  # the smallest face found live: 15% of the frame's height (72 px at 480), about 2 m away
 ERROR_LOG_EVERY = 100  # log the first failed frame with its traceback, then one in this many
 BAR_W, BAR_H, BAR_GAP, BAR_TEXT_W = 50, 8, 2, 26  # probability bars beside each face, in pixels
 
@@ -193,17 +194,19 @@ class LiveProcessor:
     recognizer: an EmotionRecognizer (shared, thread-safe); the processor itself is per stream.
     target_fps / adaptive: the SkipPolicy's goal; adaptive=False analyses every frame.
     detect_max_side: frames larger than this are downscaled for detection (None: never).
+    min_face: the smallest face to detect, as a share of the frame's shorter side.
     history_s: how many seconds of the main face's history snapshots keep.
     tracker: a FaceTracker (its alpha sets the smoothing); a default one when None.
     clock: seconds as a float (time.monotonic by default).
     """
 
     def __init__(self, recognizer, target_fps=TARGET_FPS, adaptive=True, detect_max_side=DETECT_MAX_SIDE,
-                 history_s=HISTORY_S, tracker=None, clock=time.monotonic):
+                 min_face=MIN_FACE, history_s=HISTORY_S, tracker=None, clock=time.monotonic):
         self.recognizer = recognizer
         self.tracker = tracker or FaceTracker()
         self.policy = SkipPolicy(target_fps, adaptive=adaptive)
         self.detect_max_side = detect_max_side
+        self.min_face = min_face
         self.history_s = history_s
         self.clock = clock
         self._visible = []  # the tracks drawn on the latest frame
@@ -258,19 +261,19 @@ class LiveProcessor:
     def _process(self, bgr, analyse):
         """(annotated copy, visible tracks); on skipped frames the last tracks are drawn again."""
         if analyse:
-            boxes = self._detect(bgr)
+            boxes = self.detect_faces(bgr)
             probs = self._classify(bgr, boxes)
             self._visible = self.tracker.update(boxes, probs)
         return draw_tracks(bgr, self._visible), list(self._visible)
 
-    def _detect(self, bgr) -> list:
+    def detect_faces(self, bgr) -> list:
         """Face boxes in frame pixels, found on a copy downscaled to at most detect_max_side."""
         h, w = bgr.shape[:2]
         scale = min(1.0, self.detect_max_side / max(h, w)) if self.detect_max_side else 1.0
         if scale >= 1.0:
-            return self.recognizer.detect(bgr)
+            return self.recognizer.detect(bgr, min_face=self.min_face)
         small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        return [scale_box(b, 1.0 / scale, w, h) for b in self.recognizer.detect(small)]
+        return [scale_box(b, 1.0 / scale, w, h) for b in self.recognizer.detect(small, min_face=self.min_face)]
 
     def _classify(self, bgr, boxes) -> np.ndarray:
         """Probabilities [N, 7] for the faces at `boxes`."""

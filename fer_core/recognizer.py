@@ -47,9 +47,11 @@ class EmotionRecognizer:
     def detector_name(self) -> str:
         return self.detector.name
 
-    def detect(self, image) -> list:
-        """Face boxes (x, y, w, h) in a picture (anything `predict` accepts)."""
-        return self.detector.detect(load_image(image))
+    def detect(self, image, min_face=None) -> list:
+        """Face boxes (x, y, w, h) in a picture (anything `predict` accepts); `min_face`: the smallest face
+        to find, as a share of the picture's shorter side (None: the detector's own default)."""
+        bgr = load_image(image)
+        return self.detector.detect(bgr) if min_face is None else self.detector.detect(bgr, min_face=min_face)
 
     @torch.inference_mode()
     def classify(self, faces) -> np.ndarray:

@@ -248,7 +248,7 @@ def test_smoothing_is_the_ema_of_the_model_outputs(rec, face_frame):
     proc = LiveProcessor(rec, adaptive=False, tracker=FaceTracker(alpha=0.4))
     proc(face_frame)
     proc(darker)
-    (b1,), (b2,) = rec.detect(face_frame), rec.detect(darker)
+    (b1,), (b2,) = proc.detect_faces(face_frame), proc.detect_faces(darker)  # as the live path finds them
     p1 = rec.classify(crop_face(face_frame, b1))[0]
     p2 = rec.classify(crop_face(darker, b2))[0]
     assert not np.allclose(p1, p2, atol=1e-3), "the two frames must give different outputs"
@@ -260,10 +260,19 @@ def test_smoothing_is_the_ema_of_the_model_outputs(rec, face_frame):
 
 def test_downscaled_detection_maps_boxes_back(rec, face_frame):
     (full_box,) = rec.detect(face_frame)
-    proc = LiveProcessor(rec, detect_max_side=320)
+    proc = LiveProcessor(rec)
+    assert proc.detect_max_side == 320 < max(face_frame.shape)  # the default detects on a 320x240 copy
     proc(face_frame)
     (track,) = proc.visible_tracks
     assert iou(track.box, full_box) > 0.6
+
+
+def test_live_detection_ignores_faces_below_its_minimum(rec, face_frame):
+    """The webcam looks for faces from MIN_FACE of the frame's height up; a face shrunk below that is left out."""
+    (box,) = rec.detect(face_frame)
+    share = box[3] / face_frame.shape[0]
+    assert len(LiveProcessor(rec, min_face=share * 0.8).detect_faces(face_frame)) == 1
+    assert LiveProcessor(rec, min_face=share * 1.5).detect_faces(face_frame) == []
 
 
 def test_a_failing_frame_is_returned_unannotated_and_the_stream_goes_on(detector_env, face_frame, caplog):
