@@ -29,7 +29,7 @@ from .preprocess import crop_face
 
 log = logging.getLogger(__name__)
 
-TARGET_FPS = 15.0
+TARGET_FPS = 25.0  # frames per second the skip policy holds the processing to
 HISTORY_S = 30.0  # how much of the main face's history snapshots keep
 FPS_WINDOW_S = 2.0  # recent fps is measured over this many seconds
 DETECT_MAX_SIDE = 320  # detect on a copy of at most this many pixels per side (a 640x480 frame: 320x240)

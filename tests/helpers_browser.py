@@ -23,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # CONTRACT with the webcam page: its counter reads exactly like this (U+00B7 middle dot between the parts).
 COUNTER_RE = re.compile(r"Processed frames: (\d+) \u00b7 with a face: (\d+)")
 CAMERA_SIZE = (640, 480)
-CAMERA_FPS = 25
+CAMERA_FPS = 30  # a typical webcam
 
 
 def fake_camera_args(y4m: Path) -> list:
