@@ -20,7 +20,7 @@ from .errors import FerError
 from .faces import yunet_model_path
 from .images import load_image
 from .live import LiveProcessor
-from .models import fuse_conv_bn
+from .models import for_inference
 from .preprocess import crop_face
 from .recognizer import EmotionRecognizer
 from .speed import cpu_name, latency_ms
@@ -119,7 +119,7 @@ def photo_latency(recognizer, data: bytes, runs=PHOTO_RUNS) -> dict:
 def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None) -> dict:
     t = time.perf_counter()
     net, card = cards.load_model(model)
-    net = fuse_conv_bn(net)  # as EmotionRecognizer runs it
+    net = for_inference(net)  # as EmotionRecognizer runs it
     load_s = time.perf_counter() - t
     frames = frames_from(video, image, frames or FRAMES)
     result = {

@@ -9,7 +9,7 @@ from .emotions import EMOTIONS
 from .evaluate import softmax
 from .faces import create_detector
 from .images import load_image
-from .models import fuse_conv_bn
+from .models import for_inference
 from .preprocess import FACE_SIZE, crop_face, faces_to_tensor
 
 
@@ -35,7 +35,7 @@ class EmotionRecognizer:
     def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None):
         self.device = torch.device(device)
         model, self.card = load_model(model, weights_dir, self.device)
-        self.model = fuse_conv_bn(model)  # BatchNorm folded into the convolutions: faster at batch 1
+        self.model = for_inference(model)  # BatchNorm folded, channels-last: faster on a CPU
         self.temperature = float(self.card.get("temperature", 1.0))
         self.detector = create_detector(detector)
 

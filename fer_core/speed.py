@@ -5,7 +5,7 @@ import time
 import numpy as np
 import torch
 
-from .models import fuse_conv_bn
+from .models import for_inference
 from .preprocess import FACE_SIZE
 
 
@@ -35,7 +35,7 @@ def latency_ms(model, batch=1, runs=100, warmup=10) -> dict:
 
 
 def cpu_latency_card(model) -> dict:
-    """Per-face latency at batch 1 and 16 of `model` as EmotionRecognizer runs it (BatchNorm folded)."""
-    model = fuse_conv_bn(model)
+    """Per-face latency at batch 1 and 16 of `model` as EmotionRecognizer runs it (models.for_inference)."""
+    model = for_inference(model)
     return {"batch1": latency_ms(model, 1), "batch16": latency_ms(model, 16, runs=30),
             "threads": torch.get_num_threads(), "cpu": cpu_name(), "torch": torch.__version__}

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from fer_core.models import count_params, create_model, fuse_conv_bn, imagenet_weights_file, list_models
+from fer_core.models import (count_params, create_model, for_inference, fuse_conv_bn, imagenet_weights_file,
+                             list_models)
 
 EXPECTED = {"cnn", "mini_xception", "vgg13", "vgg13_s", "resnet18", "mobilenet_v2", "shufflenet_v2", "squeezenet"}
 WITH_IMAGENET = ["mobilenet_v2", "resnet18", "shufflenet_v2", "squeezenet"]
@@ -137,3 +138,6 @@ def test_folding_batchnorm_keeps_the_outputs(name):
     if name in {"cnn", "vgg13", "vgg13_s", "mini_xception", "mobilenet_v2", "shufflenet_v2"}:
         assert bns == 0
     assert bns < max(1, sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()))
+    with torch.inference_mode():
+        fast = torch.softmax(for_inference(model)(x), 1)
+    assert (fast - torch.softmax(model(x), 1)).abs().max().item() < 1e-5
