@@ -152,7 +152,7 @@ def test_a_corrupt_default_model_is_named_and_another_one_works(tmp_path, monkey
 
     app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not app.exception
-    warning, = [w for w in values(app.sidebar.warning) if default in w]
+    warning, = [w for w in values(app.sidebar.warning) if w.startswith(f"Model **{default}** is unavailable")]
     assert str(broken) in warning and "does not match the sha256" in warning
     chosen = app.sidebar.selectbox(key="model").value
     assert chosen != default and chosen in {c["name"] for c in read_cards()}
