@@ -35,7 +35,7 @@ from .calibrate import calibrate_card
 from .data import FER2013, dataset_path
 from .emotions import EMOTIONS
 from .evaluate import metrics, predict_logits, reliability, softmax
-from .models import count_params, create_model
+from .models import count_params, create_model, for_inference
 from .preprocess import faces_to_tensor
 from .speed import cpu_latency_card, cpu_name
 
@@ -65,6 +65,10 @@ def add_arguments(p):
     p.add_argument("--weights-dir", help="where to export NAME.pt/.json (default: weights/)")
     p.add_argument("--no-export", action="store_true", help="keep the result in the run folder only")
     p.add_argument("--default", action="store_true", help="mark the exported model as the app's default")
+    p.add_argument("--teacher", help="shipped model (or ensemble) to distil: its softened outputs on each "
+                                     "augmented batch join the loss")
+    p.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the distillation term (rest: labels)")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="softening of student and teacher outputs")
 
 
 def pick_device(name="auto") -> torch.device:
@@ -143,14 +147,32 @@ def _autocast(device, enabled):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def load_teacher(name, device, directory=None):
+    """A shipped model (or ensemble) in inference form for distillation, with its card."""
+    teacher, card = cards.load_model(name, directory, device)
+    if card["arch"] == "ensemble":
+        teacher.members = torch.nn.ModuleList(for_inference(m) for m in teacher.members)
+        return teacher, card
+    return for_inference(teacher), card
+
+
+def distillation_loss(logits, teacher_logits, temperature):
+    """KL divergence of the softened student from the softened teacher, scaled by T^2 (Hinton et al.)
+    so that its gradients keep their size whatever the temperature."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def recipe_command(argv) -> str:
     kept = [a for a in argv if a != "--resume"]
     return "python -m fer_core " + shlex.join(kept)
 
 
-def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1):
+def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1, teacher=None):
     """One pass over the shuffled training set; under torchrun each rank takes every world-th face of
-    each global batch. Returns (mean loss, accuracy) over all ranks."""
+    each global batch. With a `teacher` the loss mixes the labels' cross-entropy with distillation from
+    the teacher's outputs on the same augmented faces. Returns (mean loss, accuracy) over all ranks."""
     model.train()
     seed = args.seed * 100_003 + epoch
     g = torch.Generator().manual_seed(seed)
@@ -169,6 +191,11 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
         with _autocast(device, amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        if teacher is not None:
+            with torch.no_grad(), _autocast(device, amp):
+                teacher_logits = teacher(x).float()
+            kd = distillation_loss(logits.float(), teacher_logits, args.kd_temperature)
+            loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -216,6 +243,13 @@ def run(args, argv=None):
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
     amp = use_amp(device, args.amp)
+    teacher = None
+    if args.teacher:
+        teacher, teacher_card = load_teacher(args.teacher, device, args.weights_dir)
+        state["teacher"] = {"name": teacher_card["name"], "sha256": teacher_card.get("sha256") or
+                            [m["sha256"] for m in teacher_card.get("members", [])],
+                            "val_accuracy": cards.val_accuracy(teacher_card),
+                            "alpha": args.kd_alpha, "temperature": args.kd_temperature}
     net = model
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -224,7 +258,7 @@ def run(args, argv=None):
               f"epochs; train {len(labels)}, val {len(val)}" + (f"; {world} processes" if world > 1 else ""), flush=True)
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
-        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world)
+        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world, teacher)
         if rank == 0:
             _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs)
         _barrier(world)  # the others wait until rank 0 has written the checkpoint
@@ -274,6 +308,8 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
         "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp), "best_epoch": _best_epoch(state["history"]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if state.get("teacher"):
+        card["distilled_from"] = state["teacher"]
     card_path = cards.save_weights(model, card, args.weights_dir)
     fp16_model, card = cards.load_model(name, args.weights_dir)  # measure what ships: the fp16 file
     val = data.load("val")

@@ -173,3 +173,65 @@ def test_same_seed_same_history(tmp_path):
     # another seed takes another path
     (c,) = _train_in_process(data.path, tmp_path / "run2", 1, "--seed", "4")["history"]
     assert c["train_loss"] != a["train_loss"]
+
+
+def test_distillation_loss_follows_its_definition():
+    s, t = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([[0.0, 1.5, 0.2]])
+    for temperature in (1.0, 2.0, 4.0):
+        p_t = torch.softmax(t / temperature, 1)
+        expected = (p_t * (p_t.log() - torch.log_softmax(s / temperature, 1))).sum() * temperature ** 2
+        assert torch.isclose(train.distillation_loss(s, t, temperature), expected, atol=1e-6)
+    assert train.distillation_loss(t, t, 2.0).abs() < 1e-6  # a student that agrees with its teacher pays nothing
+    assert train.distillation_loss(t + 3.0, t, 2.0).abs() < 1e-6  # only the distribution counts, not the offset
+
+
+def _one_epoch(trained, labels, alpha, teacher):
+    data = FER2013(trained.data.path)
+    images = torch.from_numpy(data.load("train").images)
+    torch.manual_seed(0)
+    model = create_model("cnn").to(memory_format=torch.channels_last)
+    args = build_parser().parse_args(["train", "--model", "cnn", "--batch-size", "16", "--epochs", "1",
+                                      "--kd-alpha", str(alpha)])
+    opt, sched = train._optimizer_and_schedule(model, args, len(labels) // args.batch_size)
+    loss, _ = train.train_one_epoch(model, images, labels, opt, sched, args, torch.device("cpu"), 0, False,
+                                    teacher=teacher)
+    return loss, model.state_dict()
+
+
+def test_pure_distillation_learns_from_the_teacher_alone(trained):
+    """--kd-alpha 1: the labels carry no weight, so shuffled labels train the very same student;
+    at 0.5 they do count."""
+    teacher, _ = train.load_teacher("cnn", torch.device("cpu"), trained.weights)
+    labels = torch.from_numpy(FER2013(trained.data.path).load("train").labels)
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    assert (shuffled != labels).float().mean() > 0.5
+    for alpha, same in ((1.0, True), (0.5, False)):
+        (loss_a, w_a), (loss_b, w_b) = (_one_epoch(trained, y, alpha, teacher) for y in (labels, shuffled))
+        assert (abs(loss_a - loss_b) < 1e-6) is same, (alpha, loss_a, loss_b)
+        assert all(torch.allclose(w_a[k].float(), w_b[k].float(), atol=1e-6) for k in w_a) is same
+
+
+def test_a_distilled_run_names_its_teacher_in_the_card(trained, tmp_path):
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for f in ("cnn.pt", "cnn.json"):
+        (weights / f).write_bytes((trained.weights / f).read_bytes())
+    args = build_parser().parse_args(["train", "--model", "cnn", "--name", "student", "--data", str(trained.data.path),
+                                      "--epochs", "1", "--batch-size", "16", "--threads", "1",
+                                      "--out", str(tmp_path / "run"), "--weights-dir", str(weights),
+                                      "--teacher", "cnn", "--kd-alpha", "0.6", "--kd-temperature", "3"])
+    train.run(args, ["train", "--model", "cnn", "--teacher", "cnn"])
+    card = json.loads((weights / "student.json").read_text())
+    teacher_card = json.loads((weights / "cnn.json").read_text())
+    assert card["distilled_from"] == {"name": "cnn", "sha256": teacher_card["sha256"], "alpha": 0.6,
+                                      "temperature": 3.0,
+                                      "val_accuracy": teacher_card["metrics"]["val"]["accuracy"]}
+    assert "--teacher cnn" in card["recipe"]
+
+
+def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
+    result = run_cli("train", "--model", "cnn", "--data", trained.data.path, "--epochs", 1, "--threads", 1,
+                     "--out", tmp_path / "run", "--weights-dir", trained.weights, "--teacher", "nope",
+                     env=trained.env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "unknown model 'nope'" in result.stderr and "cnn" in result.stderr
