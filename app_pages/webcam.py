@@ -10,7 +10,8 @@ import ui
 from fer_core import FerError, live, rtc, video
 
 VIDEO_MB = 200  # per video file (the server-wide limit in .streamlit/config.toml)
-UI_REFRESH_S = 0.3  # the live counter and chart update about three times a second
+UI_REFRESH_S = 0.3  # the live counter updates about three times a second
+CHART_EVERY = 4  # and the chart on every 4th (~1.2 s): each redraw costs the server and the browser frames
 CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False}
 
 
@@ -23,10 +24,13 @@ def session_processor(rec):
 
 
 def show_live(proc, stats_box, detail_box, chart_box, tick):
-    """Write the processor's latest counters and the main face's chart into their placeholders."""
+    """Write the processor's latest counters into their placeholders, and every CHART_EVERY-th tick the
+    main face's chart."""
     stats = proc.snapshot()
     stats_box.markdown(live.stats_line(stats))
     detail_box.caption(live.detail_line(stats))
+    if tick % CHART_EVERY:
+        return
     if any(p is not None for _, p in stats.history):
         chart_box.plotly_chart(live.history_figure(stats), key=f"live_chart_{tick}")
     else:
