@@ -119,7 +119,7 @@ def vgg13(num_classes=7, widths=(64, 128, 256, 512), hidden=512, dropout=0.4):
 
 @register
 def vgg13_s(num_classes=7):
-    """VGG13-style at half width (~2.4M params, a quarter of the compute): trainable on a laptop CPU."""
+    """VGG13-style at half width (1.76M params, a quarter of the compute): trainable on a laptop CPU."""
     return vgg13(num_classes, widths=(32, 64, 128, 256), hidden=256)
 
 
