@@ -6,6 +6,10 @@ needed by --resume) and best.pt (the best val accuracy so far). Each epoch draws
 augmentation from a generator seeded by (seed, epoch), so a killed and resumed run follows the
 same path as an uninterrupted one. At the end the best weights are exported with their card.
 
+Distillation: `--teacher NAME` runs a shipped model or ensemble on every augmented batch beside the
+student, and the loss mixes the labels' cross-entropy with the KL divergence from the teacher's
+softened outputs (`--kd-alpha`, `--kd-temperature`); the default model was trained this way.
+
 Several GPUs or nodes: launch the same command through PyTorch's `torchrun`
 (`torchrun --nproc-per-node 8 -m fer_core train --model vgg13 ...`). Each process then trains on
 its share of every batch under DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0
