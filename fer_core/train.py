@@ -240,6 +240,8 @@ def run(args, argv=None):
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
         state = ckpt["state"]
+        if state["recipe"] != recipe_command(argv):  # e.g. a shorter --epochs: the card keeps what ran before
+            state.setdefault("earlier_recipes", []).append({"recipe": state["recipe"], "until_epoch": state["epoch"]})
         state["recipe"] = recipe_command(argv)  # the last command sets the rest of the schedule
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
@@ -311,6 +313,8 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
     }
     if state.get("teacher"):
         card["distilled_from"] = state["teacher"]
+    if state.get("earlier_recipes"):
+        card["earlier_recipes"] = state["earlier_recipes"]
     card_path = cards.save_weights(model, card, args.weights_dir)
     fp16_model, card = cards.load_model(name, args.weights_dir)  # measure what ships: the fp16 file
     val = data.load("val")
