@@ -239,10 +239,10 @@ def run(args, argv=None):
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
-        state = ckpt["state"]
-        if state["recipe"] != recipe_command(argv):  # e.g. a shorter --epochs: the card keeps what ran before
+        state, recipe = ckpt["state"], recipe_command(argv)
+        if state["recipe"] != recipe:  # e.g. a shorter --epochs: the card keeps what ran before
             state.setdefault("earlier_recipes", []).append({"recipe": state["recipe"], "until_epoch": state["epoch"]})
-        state["recipe"] = recipe_command(argv)  # the last command sets the rest of the schedule
+        state["recipe"] = recipe  # the last command sets the rest of the schedule
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
     amp = use_amp(device, args.amp)
