@@ -22,7 +22,7 @@ def _recognizer(model, detector):
 def _models(directory):
     """(card names, name to preselect, {name: why its weights cannot load}) of the weights folder
     `directory`, re-checked every 30 s."""
-    cards = read_cards(directory)
+    cards = [c for c in read_cards(directory) if not c.get("not_shipped")]  # those only the dashboard compares
     default, problems = healthy_default(cards, directory)
     return [c["name"] for c in cards], default, problems
 

@@ -22,6 +22,8 @@ st.dataframe(compare.table_frame(cards), hide_index=True, column_config={
     "size (MB)": st.column_config.NumberColumn(format="%.2f", help="the fp16 weights file"),
     "CPU ms/face": st.column_config.NumberColumn(format="%.2f", help="batch 1, median"),
 })
+for name, why in compare.not_shipped(cards):
+    st.caption(f"**{name}** is compared from its card only (the app cannot load it): {why}.")
 
 st.subheader("Accuracy vs CPU latency")
 st.plotly_chart(compare.accuracy_latency_figure(cards))

@@ -17,6 +17,7 @@ from .models import create_model
 
 log = logging.getLogger(__name__)
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+MAX_SHIPPED_BYTES = 16 * 2**20  # largest weights file kept in weights/ (and so in the repository and the Space)
 
 
 def weights_dir(path=None) -> Path:
@@ -37,8 +38,12 @@ def _write_atomic(path: Path, write):
     os.replace(tmp, path)
 
 
-def save_weights(model, card: dict, directory=None) -> Path:
-    """Write NAME.pt in fp16 and NAME.json with the file's sha256 and size; returns the card path."""
+def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
+    """Write NAME.pt in fp16 and NAME.json with the file's sha256 and size; returns the card path.
+
+    A file over MAX_SHIPPED_BYTES is moved to `overflow_dir` (the run folder) and the card says why it is
+    not shipped: the dashboard still compares its metrics, but the app cannot load it.
+    """
     d = weights_dir(directory)
     d.mkdir(parents=True, exist_ok=True)
     name = card["name"]
@@ -46,8 +51,21 @@ def save_weights(model, card: dict, directory=None) -> Path:
     state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
     _write_atomic(pt, lambda p: torch.save(state, p))
-    card = {**card, "weights_file": pt.name, "dtype": "float16", "size_bytes": pt.stat().st_size,
-            "sha256": sha256_file(pt)}
+    size = pt.stat().st_size
+    card = {**card, "weights_file": pt.name, "dtype": "float16", "size_bytes": size, "sha256": sha256_file(pt)}
+    card.pop("not_shipped", None)
+    card.pop("kept_at", None)
+    if size > MAX_SHIPPED_BYTES:
+        if overflow_dir is None:
+            pt.unlink()
+            raise WeightsError(f"{name}: {size / 2**20:.1f} MiB in fp16 is over the {MAX_SHIPPED_BYTES / 2**20:g} MiB "
+                               "limit on shipped weights, and no folder was given to keep it in")
+        kept = Path(overflow_dir) / pt.name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(pt, kept)
+        card.update(weights_file=None, kept_at=str(kept), not_shipped=(
+            f"its fp16 weights are {size / 2**20:.1f} MiB, over the {MAX_SHIPPED_BYTES / 2**20:g} MiB limit "
+            f"on files in weights/; the file was kept at {kept} on the machine that trained it"))
     write_card(card, d)
     return d / f"{name}.json"
 
@@ -79,7 +97,8 @@ def find_card(name=None, directory=None) -> dict:
         raise WeightsError(f"no shipped models: {weights_dir(directory)} holds no model cards (*.json)")
     if name is None:
         defaults = [c for c in cards if c.get("default")]
-        return defaults[0] if defaults else max(cards, key=lambda c: val_accuracy(c))
+        shipped = [c for c in cards if not c.get("not_shipped")] or cards
+        return defaults[0] if defaults else max(shipped, key=val_accuracy)
     for c in cards:
         if c["name"] == name:
             return c
@@ -96,17 +115,28 @@ def load_model(name=None, directory=None, device="cpu"):
     if card["arch"] == "ensemble":
         from . import ensemble
         return ensemble.load(card, directory, device), card
-    pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
     problem = weights_problem(card, directory)
     if problem:
-        raise WeightsError(f"{problem}; restore it or export the model again")
+        raise WeightsError(problem if card.get("not_shipped") else f"{problem}; restore it or export the model again")
+    return load_file(weights_path(card, directory), card).to(device).eval(), card
+
+
+def weights_path(card: dict, directory=None) -> Path:
+    """Where the card's fp16 file is: in the weights folder, or where a not-shipped one was kept."""
+    if card.get("not_shipped"):
+        return Path(card["kept_at"])
+    return weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
+
+
+def load_file(pt: Path, card: dict):
+    """The card's architecture with the fp16 state dict in `pt` (as float32), in train mode."""
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         model = create_model(card["arch"], **card.get("arch_args", {}))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except Exception as e:  # a foreign pickle, wrong shapes, a truncated zip: all mean "bad weights file"
         raise WeightsError(f"{pt} could not be loaded as {card['arch']}: {e}") from None
-    return model.to(device).eval(), card
+    return model
 
 
 def weights_problem(card: dict, directory=None):
@@ -127,7 +157,9 @@ def weights_problem(card: dict, directory=None):
             if member.get("sha256") != m.get("sha256"):
                 return f"member {member['name']!r} has other weights than ensemble {card['name']!r} was measured with"
         return None if card.get("members") else f"ensemble {card['name']!r} lists no members"
-    pt = weights_dir(directory) / card.get("weights_file", f"{card['name']}.pt")
+    if card.get("not_shipped"):
+        return f"{card['name']} is not shipped: {card['not_shipped']}"
+    pt = weights_path(card, directory)
     if not pt.exists():
         return f"{pt} is missing (named by the card {card['name']}.json)"
     if sha256_file(pt) != card.get("sha256"):

@@ -68,9 +68,9 @@ def cmd_models(args):
     rows = []
     for n, c in shipped.items():
         problem = weights_problem(c)
-        if problem:
+        if problem and not c.get("not_shipped"):
             print(f"warning: model {n} cannot load: {problem}", file=sys.stderr)
-        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": True,
+        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": not c.get("not_shipped"),
                      "weights_ok": problem is None, "problem": problem, "params": c.get("params"),
                      "metrics": c.get("metrics", {})})
     rows += [{"name": a, "arch": a, "default": False, "weights": False, "metrics": {}}
@@ -82,7 +82,7 @@ def cmd_models(args):
     for r in rows:
         acc = r["metrics"].get("val", {}).get("accuracy")
         tta = r["metrics"].get("val_tta", {}).get("accuracy")
-        weights = "-" if not r["weights"] else "yes" if r["weights_ok"] else "BROKEN"
+        weights = ("too big" if r.get("problem") else "-") if not r["weights"] else "yes" if r["weights_ok"] else "BROKEN"
         print(f"{r['name']:<16}{r['arch']:<16}{weights:<9}"
               f"{f'{acc:.2%}' if acc else '-':>8}{f'{tta:.2%}' if tta else '-':>9}  {'*' if r['default'] else ''}")
 

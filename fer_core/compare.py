@@ -49,6 +49,11 @@ def model_name(card) -> str:
     return str(card.get("name", "?"))
 
 
+def not_shipped(cards) -> list:
+    """(name, why) of the cards whose weights are not in the repository: compared here, not loadable."""
+    return [(model_name(c), str(c["not_shipped"])) for c in cards if c.get("not_shipped")]
+
+
 def table_rows(cards) -> list:
     """One dict per card with the COLUMNS keys; missing or malformed fields are None."""
     rows = []

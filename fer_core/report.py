@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from .cards import read_cards, val_accuracy
+from .cards import MAX_SHIPPED_BYTES, read_cards, val_accuracy
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -18,10 +18,13 @@ def results_markdown(cards=None) -> str:
     for c in cards:
         m = c.get("metrics", {})
         ms = c.get("cpu_ms_per_face", {}).get("batch1", {}).get("median")
-        rows.append(f"| {c['name']} | {c['arch']} | {c.get('params', 0) / 1e6:.2f}M | {_pct(m.get('val'))} | "
+        rows.append(f"| {c['name']}{' †' if c.get('not_shipped') else ''} | {c['arch']} | {c.get('params', 0) / 1e6:.2f}M | {_pct(m.get('val'))} | "
                     f"{_pct(m.get('val_tta'))} | {m.get('val', {}).get('macro_f1', 0):.3f} | "
                     f"{ms if ms is not None else '-'} | {len(c.get('history', [])) or '-'} | "
                     f"{'yes' if c.get('default') else ''} |")
+    if any(c.get("not_shipped") for c in cards):
+        rows.append(f"\n† card only: the fp16 weights are over {MAX_SHIPPED_BYTES / 2**20:g} MiB, so the repository "
+                    "does not ship them and the app cannot load this model (its card says where the file was kept).")
     return "\n".join(rows)
 
 

@@ -315,8 +315,9 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
         card["distilled_from"] = state["teacher"]
     if state.get("earlier_recipes"):
         card["earlier_recipes"] = state["earlier_recipes"]
-    card_path = cards.save_weights(model, card, args.weights_dir)
-    fp16_model, card = cards.load_model(name, args.weights_dir)  # measure what ships: the fp16 file
+    card_path = cards.save_weights(model, card, args.weights_dir, overflow_dir=out)
+    card = cards.find_card(name, args.weights_dir)
+    fp16_model = cards.load_file(cards.weights_path(card, args.weights_dir), card).eval()  # measure the fp16 file
     val = data.load("val")
     card["metrics"] = {}
     for key, tta in (("val", False), ("val_tta", True)):

@@ -217,6 +217,49 @@ def test_models_table(shipped, capsys):
     assert len(lines) == 1 + 1 + len(list_models())
 
 
+# ------------------------------------------------------------------- weights too big for the repository
+
+def test_weights_over_the_limit_are_kept_aside_and_the_card_says_so(weights_dir, tmp_path, monkeypatch, capsys):
+    save_weights(_model(0), {"name": "small", "arch": "mini_xception", "default": True,
+                             "metrics": {"val": {"accuracy": 0.4}}})
+    size = (weights_dir / "small.pt").stat().st_size
+    monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", size // 2)  # "small" was saved under the real limit
+    run = tmp_path / "runs" / "big"
+    model = _model(1)
+    card_path = save_weights(model, {"name": "big", "arch": "mini_xception", "metrics": {"val": {"accuracy": 0.9}}},
+                             overflow_dir=run)
+    card = json.loads(card_path.read_text())
+    kept = run / "big.pt"
+    assert not (weights_dir / "big.pt").exists() and kept.is_file()
+    assert card["weights_file"] is None and card["kept_at"] == str(kept) and card["size_bytes"] == kept.stat().st_size
+    assert card["sha256"] == sha256_file(kept)
+    assert f"{kept.stat().st_size / 2**20:.1f} MiB" in card["not_shipped"] and str(kept) in card["not_shipped"]
+
+    # the kept file is the model (what training measures), but the app never loads it
+    loaded = cards.load_file(cards.weights_path(card), card).eval()
+    faces = torch.from_numpy(_faces()).float().unsqueeze(1) / 255
+    with torch.no_grad():
+        assert torch.allclose(loaded(faces), model(faces), atol=2e-2)
+    with pytest.raises(WeightsError, match="big is not shipped: its fp16 weights are"):
+        load_model("big")
+    assert find_card()["name"] == "small"
+    write_card({**json.loads((weights_dir / "small.json").read_text()), "default": False})
+    assert find_card()["name"] == "small"  # the most accurate model that can load, not the card with 90%
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr()
+    big = next(line for line in out.out.splitlines() if line.startswith("big "))
+    assert big.split() == ["big", "mini_xception", "too", "big", "90.00%", "-"]
+    assert "warning" not in out.err
+
+
+def test_weights_over_the_limit_without_a_folder_to_keep_them_are_refused(weights_dir, monkeypatch):
+    monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 1000)
+    with pytest.raises(WeightsError, match=r"over the [0-9.e-]+ MiB limit on shipped weights"):
+        save_weights(_model(), {"name": "big", "arch": "mini_xception"})
+    assert list(weights_dir.iterdir()) == []
+
+
 # --------------------------------------------------------------------- broken weights beside good ones
 
 def _two_models(weights_dir):
@@ -301,6 +344,10 @@ def test_shipped_weights_are_small_intact_and_one_is_default():
         if card["arch"] == "ensemble":  # no file of its own: its members are checked as they load
             assert {m["name"] for m in card["members"]} <= {c["name"] for c in SHIPPED}
             load_model(card["name"], REPO_WEIGHTS)
+            continue
+        assert {"val", "val_tta"} <= card.get("metrics", {}).keys(), card["name"]
+        if card.get("not_shipped"):  # compared on the dashboard only: its card says why there is no file
+            assert card["size_bytes"] > MAX_SHIPPED_BYTES and not (REPO_WEIGHTS / f"{card['name']}.pt").exists()
             continue
         pt = REPO_WEIGHTS / card.get("weights_file", f"{card['name']}.pt")
         assert pt.is_file(), pt

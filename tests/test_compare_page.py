@@ -91,3 +91,19 @@ def test_no_cards_explains_instead_of_failing(weights_dir):
     at = open_compare()
     assert "No model cards found" in at.info[0].value
     assert len(at.get("plotly_chart")) == 0
+
+
+def test_a_card_whose_weights_are_not_shipped_is_compared_but_not_offered(weights_dir):
+    from fer_core.cards import save_weights
+    from fer_core.models import create_model
+    save_weights(create_model("cnn"), {**full_card("small", 0.6, 2.0, default=True), "arch": "cnn"}, weights_dir)
+    write_card({**full_card("huge", 0.7, 9.0), "weights_file": None, "kept_at": "runs/huge/huge.pt",
+                "not_shipped": "its fp16 weights are 22.3 MiB, over the 16 MiB limit on files in weights/"},
+               weights_dir)
+    at = open_compare()
+    assert list(at.dataframe[0].value["model"]) == ["small", "huge"]
+    notes = [c.value for c in at.caption if "huge" in c.value]
+    assert notes == ["**huge** is compared from its card only (the app cannot load it): its fp16 weights are "
+                     "22.3 MiB, over the 16 MiB limit on files in weights/."]
+    assert at.sidebar.selectbox(key="model").options == ["small (default)"]
+    assert not at.sidebar.warning  # expected, not a broken install

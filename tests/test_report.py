@@ -32,3 +32,13 @@ def test_repo_readme_matches_shipped_cards():
     text = (REPO / "README.md").read_text()
     table = re.search(f"{re.escape(START)}\n(.*?)\n?{re.escape(END)}", text, re.S).group(1)
     assert table.strip() == results_markdown().strip(), "run: python -m fer_core results --readme README.md"
+
+
+def test_a_card_without_shipped_weights_is_marked_and_explained():
+    cards = [{"name": "r18", "arch": "resnet18", "params": 11171271, "not_shipped": "22.3 MiB in fp16",
+              "metrics": {"val": {"accuracy": 0.65, "macro_f1": 0.6}}},
+             {"name": "s", "arch": "vgg13_s", "params": 1764519, "metrics": {"val": {"accuracy": 0.6, "macro_f1": 0.5}}}]
+    lines = results_markdown(cards).splitlines()
+    assert lines[2].startswith("| r18 † | resnet18 | 11.17M | 65.00% |") and lines[3].startswith("| s | vgg13_s |")
+    assert lines[-1].startswith("† card only: the fp16 weights are over 16 MiB")
+    assert "†" not in results_markdown(cards[1:])

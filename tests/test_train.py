@@ -235,3 +235,20 @@ def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
                      env=trained.env)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "unknown model 'nope'" in result.stderr and "cnn" in result.stderr
+
+
+def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trained, tmp_path, monkeypatch):
+    from fer_core import cards
+    monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 100_000)  # the cnn's fp16 file is about 2 MB
+    weights, run = tmp_path / "w", tmp_path / "run"
+    args = build_parser().parse_args(["train", "--model", "cnn", "--name", "big", "--data", str(trained.data.path),
+                                      "--epochs", "1", "--batch-size", "16", "--threads", "1",
+                                      "--out", str(run), "--weights-dir", str(weights)])
+    train.run(args, ["train", "--model", "cnn", "--name", "big"])
+    card = json.loads((weights / "big.json").read_text())
+    assert sorted(p.name for p in weights.iterdir()) == ["big.json"]
+    assert card["kept_at"] == str(run / "big.pt") and card["sha256"] == sha256_file(run / "big.pt")
+    assert "over the 0.0953674 MiB limit" in card["not_shipped"]
+    val = card["metrics"]["val"]
+    assert val["n"] == 7 * 6 and 0 <= val["accuracy"] <= 1 and card["metrics"]["val_tta"]["n"] == val["n"]
+    assert card["temperature"] > 0 and card["cpu_ms_per_face"]["batch1"]["median"] > 0
