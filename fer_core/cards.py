@@ -96,8 +96,8 @@ def find_card(name=None, directory=None) -> dict:
     if not cards:
         raise WeightsError(f"no shipped models: {weights_dir(directory)} holds no model cards (*.json)")
     if name is None:
-        defaults = [c for c in cards if c.get("default")]
         shipped = [c for c in cards if not c.get("not_shipped")] or cards
+        defaults = [c for c in shipped if c.get("default")]
         return defaults[0] if defaults else max(shipped, key=val_accuracy)
     for c in cards:
         if c["name"] == name:
@@ -183,6 +183,8 @@ def set_default(name, directory=None):
     cards = read_cards(directory)
     if name not in {c["name"] for c in cards}:
         raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
+    if any(c["name"] == name and c.get("not_shipped") for c in cards):
+        raise WeightsError(f"{name} cannot be the default: its weights are not shipped")
     for c in cards:
         if bool(c.get("default")) != (c["name"] == name):
             write_card({**c, "default": c["name"] == name}, directory)

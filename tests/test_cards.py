@@ -252,6 +252,11 @@ def test_weights_over_the_limit_are_kept_aside_and_the_card_says_so(weights_dir,
     assert big.split() == ["big", "mini_xception", "too", "big", "90.00%", "-"]
     assert "warning" not in out.err
 
+    with pytest.raises(WeightsError, match="big cannot be the default"):
+        set_default("big")
+    write_card({**card, "default": True})  # marked by hand: still never picked
+    assert find_card()["name"] == "small"
+
 
 def test_weights_over_the_limit_without_a_folder_to_keep_them_are_refused(weights_dir, monkeypatch):
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 1000)
