@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
                                "limit on shipped weights, and no folder was given to keep it in")
         kept = Path(overflow_dir) / pt.name
         kept.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(pt, kept)
+        shutil.move(pt, kept)  # the run folder may be on another file system
         card.update(weights_file=None, kept_at=str(kept), not_shipped=(
             f"its fp16 weights are {size / 2**20:.1f} MiB, over the {MAX_SHIPPED_BYTES / 2**20:g} MiB limit "
             f"on files in weights/; the file was kept at {kept} on the machine that trained it"))

@@ -70,7 +70,8 @@ def cmd_models(args):
         problem = weights_problem(c)
         if problem and not c.get("not_shipped"):
             print(f"warning: model {n} cannot load: {problem}", file=sys.stderr)
-        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": not c.get("not_shipped"),
+        shipped_file = not c.get("not_shipped")
+        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": shipped_file,
                      "weights_ok": problem is None, "problem": problem, "params": c.get("params"),
                      "metrics": c.get("metrics", {})})
     rows += [{"name": a, "arch": a, "default": False, "weights": False, "metrics": {}}
@@ -82,7 +83,10 @@ def cmd_models(args):
     for r in rows:
         acc = r["metrics"].get("val", {}).get("accuracy")
         tta = r["metrics"].get("val_tta", {}).get("accuracy")
-        weights = ("too big" if r.get("problem") else "-") if not r["weights"] else "yes" if r["weights_ok"] else "BROKEN"
+        if r["weights"]:
+            weights = "yes" if r["weights_ok"] else "BROKEN"
+        else:  # a registered architecture without a card, or a card whose file was too big to ship
+            weights = "too big" if r.get("problem") else "-"
         print(f"{r['name']:<16}{r['arch']:<16}{weights:<9}"
               f"{f'{acc:.2%}' if acc else '-':>8}{f'{tta:.2%}' if tta else '-':>9}  {'*' if r['default'] else ''}")
 

@@ -18,7 +18,8 @@ def results_markdown(cards=None) -> str:
     for c in cards:
         m = c.get("metrics", {})
         ms = c.get("cpu_ms_per_face", {}).get("batch1", {}).get("median")
-        rows.append(f"| {c['name']}{' †' if c.get('not_shipped') else ''} | {c['arch']} | {c.get('params', 0) / 1e6:.2f}M | {_pct(m.get('val'))} | "
+        name = f"{c['name']} †" if c.get("not_shipped") else c["name"]
+        rows.append(f"| {name} | {c['arch']} | {c.get('params', 0) / 1e6:.2f}M | {_pct(m.get('val'))} | "
                     f"{_pct(m.get('val_tta'))} | {m.get('val', {}).get('macro_f1', 0):.3f} | "
                     f"{ms if ms is not None else '-'} | {len(c.get('history', [])) or '-'} | "
                     f"{'yes' if c.get('default') else ''} |")
