@@ -2,10 +2,12 @@
 
 One affine warp per face does the padded random crop (a shift of up to SHIFT px), the rotation,
 a small zoom and the horizontal flip; random erasing then blanks a rectangle. The random numbers
-come from a CPU generator, so a seed gives the same augmentation on CPU and GPU.
+come from a CPU generator, so a seed gives the same augmentation on CPU and GPU. `mix` adds
+Mixup or CutMix across the batch when training asks for it (`train --mixup/--cutmix`).
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,3 +49,33 @@ def _erase_mask(n, h, w, g):
     inside = ((ys >= y0.view(n, 1, 1)) & (ys < (y0 + eh).view(n, 1, 1))
               & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + ew).view(n, 1, 1)))
     return (~(inside & on.view(n, 1, 1))).float().unsqueeze(1)
+
+
+def mix(x: torch.Tensor, g: torch.Generator, mixup: float = 0.0, cutmix: float = 0.0):
+    """Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) across a batch: each face is blended
+    with, or gets a rectangle pasted from, the face at `partner[i]`. Returns (mixed, partner, lam):
+    train on lam * loss(labels) + (1 - lam) * loss(labels[partner]). The mixing weight lam is drawn
+    from Beta(alpha, alpha), one per batch; CutMix sets it to the share of the face left uncovered.
+    With both alphas above 0 each batch picks one of the two at random."""
+    if mixup < 0 or cutmix < 0 or mixup == cutmix == 0:
+        raise ValueError(f"mix needs mixup or cutmix above 0, got mixup={mixup}, cutmix={cutmix}")
+    n, _, h, w = x.shape
+    partner = torch.randperm(n, generator=g)
+    use_cutmix = cutmix > 0 and (mixup == 0 or torch.rand(1, generator=g).item() < 0.5)
+    lam = _beta(cutmix if use_cutmix else mixup, g)
+    other = x[partner.to(x.device)]
+    if not use_cutmix:
+        return lam * x + (1 - lam) * other, partner, lam
+    side = math.sqrt(1 - lam)
+    cy, cx = (torch.rand(2, generator=g) * torch.tensor([h, w])).tolist()
+    y0, y1 = int(max(0, cy - side * h / 2)), int(min(h, cy + side * h / 2))
+    x0, x1 = int(max(0, cx - side * w / 2)), int(min(w, cx + side * w / 2))
+    out = x.clone()
+    out[..., y0:y1, x0:x1] = other[..., y0:y1, x0:x1]
+    return out, partner, 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def _beta(alpha, g) -> float:
+    """One draw from Beta(alpha, alpha), seeded from the torch generator (torch's Beta takes none)."""
+    seed = int(torch.randint(2 ** 62, (1,), generator=g))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))

@@ -10,6 +10,10 @@ Distillation: `--teacher NAME` runs a shipped model or ensemble on every augment
 student, and the loss mixes the labels' cross-entropy with the KL divergence from the teacher's
 softened outputs (`--kd-alpha`, `--kd-temperature`); the default model was trained this way.
 
+Recipe options: `--ema DECAY` keeps an exponential moving average of the weights and evaluates,
+checkpoints and exports that average instead; `--mixup ALPHA` / `--cutmix ALPHA` mix the faces of
+each augmented batch (and their labels in the loss).
+
 Several GPUs or nodes: launch the same command through PyTorch's `torchrun`
 (`torchrun --nproc-per-node 8 -m fer_core train --model vgg13 ...`). Each process then trains on
 its share of every batch under DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and rank 0
@@ -34,9 +38,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import cards
-from .augment import augment
+from .augment import augment, mix
 from .calibrate import calibrate_card
 from .data import FER2013, dataset_path
+from .ema import WeightEMA
 from .emotions import EMOTIONS
 from .evaluate import metrics, predict_logits, reliability, softmax
 from .models import count_params, create_model, for_inference
@@ -73,6 +78,11 @@ def add_arguments(p):
                                      "augmented batch join the loss")
     p.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the distillation term (rest: labels)")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="softening of student and teacher outputs")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="decay of a moving average of the weights (e.g. 0.999), used for val and export; 0: off")
+    p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) of Mixup across each batch; 0: off")
+    p.add_argument("--cutmix", type=float, default=0.0,
+                   help="Beta(a, a) of CutMix across each batch; 0: off (both on: one or the other per batch)")
 
 
 def pick_device(name="auto") -> torch.device:
@@ -170,10 +180,20 @@ def recipe_command(argv) -> str:
     return "python -m fer_core " + shlex.join(kept)
 
 
-def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1, teacher=None):
+def label_loss(logits, y, partner, lam, label_smoothing):
+    """Cross-entropy with the labels; for a mixed batch, lam of it with y and the rest with y[partner]."""
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if partner is None:
+        return loss
+    return lam * loss + (1 - lam) * F.cross_entropy(logits, y[partner], label_smoothing=label_smoothing)
+
+
+def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1, teacher=None,
+                    ema=None):
     """One pass over the shuffled training set; under torchrun each rank takes every world-th face of
     each global batch. With a `teacher` the loss mixes the labels' cross-entropy with distillation from
-    the teacher's outputs on the same augmented faces. Returns (mean loss, accuracy) over all ranks."""
+    the teacher's outputs on the same augmented faces; with `ema` the average follows every step.
+    Returns (mean loss, accuracy against the unmixed labels) over all ranks."""
     model.train()
     seed = args.seed * 100_003 + epoch
     g = torch.Generator().manual_seed(seed)
@@ -188,10 +208,13 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
     for i in bar:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size][rank::world]
         x = augment(faces_to_tensor(images[idx], device), g).contiguous(memory_format=torch.channels_last)
-        y = labels[idx].to(device)
+        y, partner, lam = labels[idx].to(device), None, 1.0
+        if args.mixup or args.cutmix:
+            x, partner, lam = mix(x, g, args.mixup, args.cutmix)
+            partner = partner.to(device)
         with _autocast(device, amp):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
+        loss = label_loss(logits.float(), y, partner, lam, args.label_smoothing)
         if teacher is not None:
             with torch.no_grad(), _autocast(device, amp):
                 teacher_logits = teacher(x).float()
@@ -201,6 +224,8 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(model)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -220,6 +245,8 @@ def run(args, argv=None):
     rank, world = start_distributed(device)
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} must divide evenly among {world} processes")
+    if not 0 <= args.ema < 1 or args.mixup < 0 or args.cutmix < 0:
+        raise SystemExit("--ema takes a decay in [0, 1) (0: off); --mixup and --cutmix take an alpha >= 0 (0: off)")
     name = args.name or args.model
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,8 +261,8 @@ def run(args, argv=None):
     opt, sched = _optimizer_and_schedule(model, args, len(labels) // args.batch_size)
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "recipe": recipe_command(argv), "wall_s": 0.0}
     last = out / "last.pt"
-    if args.resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=True)
+    ckpt = torch.load(last, map_location=device, weights_only=True) if args.resume and last.exists() else None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
@@ -245,6 +272,9 @@ def run(args, argv=None):
         state["recipe"] = recipe  # the last command sets the rest of the schedule
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
 
+    ema = WeightEMA(model, args.ema) if args.ema else None  # a run resumed without one averages from here on
+    if ema is not None and ckpt is not None and "ema" in ckpt:
+        ema.load_state_dict(ckpt["ema"])
     amp = use_amp(device, args.amp)
     teacher = None
     if args.teacher:
@@ -258,12 +288,15 @@ def run(args, argv=None):
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if rank == 0:
         print(f"training {args.model} ({count_params(model):,} params) on {device} (bf16: {amp}) for {args.epochs} "
-              f"epochs; train {len(labels)}, val {len(val)}" + (f"; {world} processes" if world > 1 else ""), flush=True)
+              f"epochs; train {len(labels)}, val {len(val)}" + (f"; {world} processes" if world > 1 else "")
+              + (f"; val and export use the weights' EMA ({args.ema})" if ema is not None else ""), flush=True)
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
-        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world, teacher)
+        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world, teacher,
+                                    ema)
         if rank == 0:
-            _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs)
+            _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs,
+                       ema)
         _barrier(world)  # the others wait until rank 0 has written the checkpoint
 
     if not args.no_export and rank == 0:
@@ -275,10 +308,12 @@ def run(args, argv=None):
     return state
 
 
-def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs):
-    """Val pass, history row, best.pt when val improved, last.pt for --resume (all written atomically)."""
+def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs, ema=None):
+    """Val pass, history row, best.pt when val improved, last.pt for --resume (all written atomically).
+    With `ema` the averaged weights are the ones evaluated and kept as best.pt."""
     loss, acc = train_result
-    logits = predict_logits(model, val.images, device)
+    kept = ema.model if ema is not None else model
+    logits = predict_logits(kept, val.images, device)
     val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
     val_acc = float((logits.argmax(1) == val.labels).mean())
     state["history"].append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
@@ -287,9 +322,11 @@ def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, 
     state["epoch"], state["wall_s"] = epoch + 1, state["wall_s"] + seconds
     if val_acc > state["best_acc"]:
         state["best_acc"] = val_acc
-        _save_atomic(model.state_dict(), out / "best.pt")
-    _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                  "state": state}, out / "last.pt")
+        _save_atomic(kept.state_dict(), out / "best.pt")
+    checkpoint = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}
+    if ema is not None:
+        checkpoint["ema"] = ema.state_dict()
+    _save_atomic(checkpoint, out / "last.pt")
     _save_atomic_text(json.dumps(state["history"], indent=1), out / "history.json")
     print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
           f"val_acc {val_acc:.4f}  lr {sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)

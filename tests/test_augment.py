@@ -1,4 +1,5 @@
 """Batch augmentation: shape-preserving, seeded, flips about half the faces, erases some."""
+import pytest
 import torch
 
 from fer_core import augment as aug
@@ -99,3 +100,50 @@ def test_default_erasing_blanks_the_middle_of_some_faces():
     out = augment(torch.ones(400, 1, 48, 48), _gen(0))
     middle_zero = (out[:, 0, 16:32, 16:32] == 0).flatten(1).any(1).float().mean()
     assert 0.02 < middle_zero < 0.3
+
+
+def test_mixup_blends_each_face_with_its_partner():
+    x = _batch(32)
+    out, partner, lam = aug.mix(x, _gen(0), mixup=0.4)
+    assert 0 <= lam <= 1 and sorted(partner.tolist()) == list(range(32))
+    assert torch.allclose(out, lam * x + (1 - lam) * x[partner], atol=1e-6)
+    again, partner2, lam2 = aug.mix(x, _gen(0), mixup=0.4)
+    assert torch.equal(again, out) and torch.equal(partner2, partner) and lam2 == lam
+    lams = [aug.mix(x, _gen(s), mixup=0.4)[2] for s in range(200)]
+    # Beta(0.4, 0.4) is U-shaped: most draws lie near 0 or 1, its mean is 1/2
+    assert 0.4 < sum(lams) / len(lams) < 0.6
+    assert sum(min(v, 1 - v) < 0.1 for v in lams) > 0.4 * len(lams)
+
+
+def test_cutmix_pastes_one_rectangle_whose_share_is_one_minus_lam():
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 48, 48).contiguous()  # face i is all i
+    for seed in range(20):
+        out, partner, lam = aug.mix(x, _gen(seed), cutmix=1.0)
+        for i in range(8):
+            pasted = out[i, 0] == partner[i]
+            kept = out[i, 0] == i
+            assert (pasted | kept).all()
+            if partner[i] != i:
+                assert abs(kept.float().mean().item() - lam) < 1e-6
+                rows, cols = pasted.any(1).nonzero(), pasted.any(0).nonzero()
+                if len(rows):  # the pasted pixels fill a rectangle
+                    assert pasted.sum() == len(rows) * len(cols)
+    assert torch.equal(x, torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 48, 48))  # input untouched
+
+
+def test_with_both_on_each_batch_takes_one_or_the_other():
+    x = _batch(16)
+    kinds = set()
+    for seed in range(40):
+        out, partner, lam = aug.mix(x, _gen(seed), mixup=0.4, cutmix=1.0)
+        blended = torch.allclose(out, lam * x + (1 - lam) * x[partner], atol=1e-6)
+        pasted = bool(((out == x) | (out == x[partner])).all())
+        assert blended or pasted
+        kinds.add("mixup" if blended and not pasted else "cutmix" if pasted else "either")
+    assert {"mixup", "cutmix"} <= kinds
+
+
+def test_mix_refuses_no_or_negative_alpha():
+    for kwargs in ({}, {"mixup": -1.0}, {"mixup": 0.0, "cutmix": -0.5}):
+        with pytest.raises(ValueError, match="mixup or cutmix above 0"):
+            aug.mix(_batch(4), _gen(0), **kwargs)

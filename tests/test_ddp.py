@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from fer_core.models import create_model
 from helpers_data import REPO, cli_env, make_kaggle
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -36,11 +37,17 @@ def test_two_process_training_learns_checkpoints_once_and_resumes(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "history.json", "last.pt"]  # no temp files left
     assert torch.load(run / "last.pt", weights_only=True)["state"]["epoch"] == 3
 
-    resumed = _torchrun(*common, "--epochs", 4, "--resume", env=env)
+    resumed = _torchrun(*common, "--epochs", 4, "--resume", "--ema", 0.9, env=env)  # averaging from epoch 4 on
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     history2 = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history2] == [1, 2, 3, 4]
     assert history2[:3] == history  # the finished epochs were kept, not retrained
+    ema = torch.load(run / "last.pt", weights_only=True)["ema"]
+    assert ema["steps"] == 224 // 32  # one update per global step of the one averaged epoch
+    assert ema["model"].keys() == create_model("cnn").state_dict().keys()  # the model inside DDP, no "module."
+    best = torch.load(run / "best.pt", weights_only=True)
+    if history2[3]["val_acc"] > max(h["val_acc"] for h in history):  # epoch 4's average became best.pt
+        assert all(torch.equal(best[k], v) for k, v in ema["model"].items())
     assert resumed.stdout.count("exported") == 1
     card = json.loads((weights / "cnn.json").read_text())
     assert card["history"] == history2 and card["metrics"]["val"]["n"] == 56

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from fer_core import train
@@ -252,3 +253,41 @@ def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trai
     val = card["metrics"]["val"]
     assert val["n"] == 7 * 6 and 0 <= val["accuracy"] <= 1 and card["metrics"]["val_tta"]["n"] == val["n"]
     assert card["temperature"] > 0 and card["cpu_ms_per_face"]["batch1"]["median"] > 0
+
+
+def test_label_loss_of_a_mixed_batch_weighs_both_labels():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5]])
+    y, partner = torch.tensor([0, 2]), torch.tensor([1, 0])
+    plain = train.label_loss(logits, y, None, 1.0, 0.0)
+    assert torch.isclose(plain, torch.nn.functional.cross_entropy(logits, y))
+    mixed = train.label_loss(logits, y, partner, 0.3, 0.1)
+    ce = torch.nn.functional.cross_entropy
+    expected = 0.3 * ce(logits, y, label_smoothing=0.1) + 0.7 * ce(logits, y[partner], label_smoothing=0.1)
+    assert torch.isclose(mixed, expected)
+
+
+def test_an_ema_run_keeps_the_average_as_best_and_resumes_on_the_same_path(tmp_path):
+    data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=4)
+    recipe = ("--ema", "0.9", "--mixup", "0.4", "--cutmix", "1.0")
+    one = _train_in_process(data.path, tmp_path / "run", 1, *recipe)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert one["epoch"] == 1 and last["ema"]["steps"] == 84 // 16  # one update per step
+    assert all(torch.equal(best[k], v) for k, v in last["ema"]["model"].items())  # val and best.pt: the average
+    assert not all(torch.equal(best[k], v) for k, v in last["model"].items())
+
+    resumed = _train_in_process(data.path, tmp_path / "run", 2, *recipe, "--resume")["history"]
+    straight = _train_in_process(data.path, tmp_path / "straight", 2, *recipe)["history"]
+    plain = _train_in_process(data.path, tmp_path / "plain", 2)["history"]
+    for a, b in zip(resumed, straight):
+        for k in NUMBERS:
+            assert abs(a[k] - b[k]) <= 1e-4, (k, a, b)
+    assert plain[0]["train_loss"] != straight[0]["train_loss"]  # mixing changes what is trained on
+
+
+def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
+    for flag, value in (("--ema", "1"), ("--ema", "-0.1"), ("--mixup", "-1"), ("--cutmix", "-0.2")):
+        args = build_parser().parse_args(["train", "--model", "cnn", "--out", str(tmp_path / "run"), flag, value])
+        with pytest.raises(SystemExit, match=r"--ema takes a decay in \[0, 1\)"):
+            train.run(args, [])
+    assert not (tmp_path / "run").exists()  # refused before anything was written
