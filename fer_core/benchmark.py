@@ -132,7 +132,8 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
     result["photo_12mp_ms"] = {}
     for name in detectors:
         if name == "yunet" and yunet_model_path() is None:
-            result["per_frame_ms"][name] = result["photo_12mp_ms"][name] = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
+            skipped = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
+            result["per_frame_ms"][name] = result["photo_12mp_ms"][name] = skipped
             continue
         recognizer = EmotionRecognizer(card["name"], name)
         result["per_frame_ms"][name] = frame_latency(recognizer, frames)

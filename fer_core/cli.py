@@ -1,4 +1,6 @@
-"""`python -m fer_core {train,evaluate,calibrate,ensemble,benchmark,models,predict,default,results}`: argument parsing only."""
+"""`python -m fer_core {train,evaluate,calibrate,ensemble,benchmark,models,predict,default,results}`.
+
+Argument parsing only: each command's work lives in its own module."""
 import argparse
 import json
 import logging

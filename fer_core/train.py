@@ -345,7 +345,8 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
                     "counts": data.counts()},
         "hardware": {"device": str(device), "name": _device_name(device), "torch": torch.__version__,
                      "python": platform.python_version()},
-        "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp), "best_epoch": _best_epoch(state["history"]),
+        "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp),
+        "best_epoch": _best_epoch(state["history"]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if state.get("teacher"):
