@@ -53,17 +53,17 @@ def _erase_mask(n, h, w, g):
 
 def mix(x: torch.Tensor, g: torch.Generator, mixup: float = 0.0, cutmix: float = 0.0):
     """Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) across a batch: each face is blended
-    with, or gets a rectangle pasted from, the face at `partner[i]`. Returns (mixed, partner, lam):
-    train on lam * loss(labels) + (1 - lam) * loss(labels[partner]). The mixing weight lam is drawn
+    with, or gets a rectangle pasted from, the face at `partner[i]`. Returns (mixed, partner, lam),
+    partner on x's device; train on lam * loss(labels) + (1 - lam) * loss(labels[partner]). The mixing weight lam is drawn
     from Beta(alpha, alpha), one per batch; CutMix sets it to the share of the face left uncovered.
     With both alphas above 0 each batch picks one of the two at random."""
     if mixup < 0 or cutmix < 0 or mixup == cutmix == 0:
         raise ValueError(f"mix needs mixup or cutmix above 0, got mixup={mixup}, cutmix={cutmix}")
     n, _, h, w = x.shape
-    partner = torch.randperm(n, generator=g)
+    partner = torch.randperm(n, generator=g).to(x.device)
     use_cutmix = cutmix > 0 and (mixup == 0 or torch.rand(1, generator=g).item() < 0.5)
     lam = _beta(cutmix if use_cutmix else mixup, g)
-    other = x[partner.to(x.device)]
+    other = x[partner]
     if not use_cutmix:
         return lam * x + (1 - lam) * other, partner, lam
     side = math.sqrt(1 - lam)

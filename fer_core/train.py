@@ -211,7 +211,6 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
         y, partner, lam = labels[idx].to(device), None, 1.0
         if args.mixup or args.cutmix:
             x, partner, lam = mix(x, g, args.mixup, args.cutmix)
-            partner = partner.to(device)
         with _autocast(device, amp):
             logits = model(x)
         loss = label_loss(logits.float(), y, partner, lam, args.label_smoothing)
