@@ -32,7 +32,7 @@ class WeightEMA:
                 avg.copy_(new)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "steps": self.steps, "decay": self.decay}
+        return {"model": self.model.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
