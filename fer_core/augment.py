@@ -54,8 +54,9 @@ def _erase_mask(n, h, w, g):
 def mix(x: torch.Tensor, g: torch.Generator, mixup: float = 0.0, cutmix: float = 0.0):
     """Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) across a batch: each face is blended
     with, or gets a rectangle pasted from, the face at `partner[i]`. Returns (mixed, partner, lam),
-    partner on x's device; train on lam * loss(labels) + (1 - lam) * loss(labels[partner]). The mixing weight lam is drawn
-    from Beta(alpha, alpha), one per batch; CutMix sets it to the share of the face left uncovered.
+    partner on x's device; train on lam * loss(labels) + (1 - lam) * loss(labels[partner]).
+    The mixing weight lam is drawn from Beta(alpha, alpha), one per batch; CutMix sets it to the
+    share of the face left uncovered.
     With both alphas above 0 each batch picks one of the two at random."""
     if mixup < 0 or cutmix < 0 or mixup == cutmix == 0:
         raise ValueError(f"mix needs mixup or cutmix above 0, got mixup={mixup}, cutmix={cutmix}")
