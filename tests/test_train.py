@@ -14,6 +14,7 @@ from fer_core.cards import sha256_file
 from fer_core.cli import build_parser, main
 from fer_core.data import FER2013
 from fer_core.emotions import EMOTIONS
+from fer_core.evaluate import predict_logits
 from fer_core.models import count_params, create_model
 from helpers_data import REPO, cli_env, make_kaggle, run_cli
 
@@ -181,9 +182,12 @@ def test_distillation_loss_follows_its_definition():
     for temperature in (1.0, 2.0, 4.0):
         p_t = torch.softmax(t / temperature, 1)
         expected = (p_t * (p_t.log() - torch.log_softmax(s / temperature, 1))).sum() * temperature ** 2
-        assert torch.isclose(train.distillation_loss(s, t, temperature), expected, atol=1e-6)
-    assert train.distillation_loss(t, t, 2.0).abs() < 1e-6  # a student that agrees with its teacher pays nothing
-    assert train.distillation_loss(t + 3.0, t, 2.0).abs() < 1e-6  # only the distribution counts, not the offset
+        targets = train.soft_targets(t, temperature)
+        assert torch.allclose(targets, p_t)
+        assert torch.isclose(train.distillation_loss(s, targets, temperature), expected, atol=1e-6)
+    targets = train.soft_targets(t, 2.0)
+    assert train.distillation_loss(t, targets, 2.0).abs() < 1e-6  # a student that agrees with its teacher pays nothing
+    assert train.distillation_loss(t + 3.0, targets, 2.0).abs() < 1e-6  # only the distribution counts, not the offset
 
 
 def _one_epoch(trained, labels, alpha, teacher):
@@ -228,6 +232,79 @@ def test_a_distilled_run_names_its_teacher_in_the_card(trained, tmp_path):
                                       "temperature": 3.0,
                                       "val_accuracy": teacher_card["metrics"]["val"]["accuracy"]}
     assert "--teacher cnn" in card["recipe"]
+
+
+def test_cached_teacher_outputs_are_the_teachers_mirror_averaged_logits_kept_for_resume(trained, tmp_path, capsys):
+    """--kd-cache: the teacher runs once over the unaugmented training faces (face and mirror), the run
+    folder keeps the result, a resumed run reuses it, and the card says how the student was taught."""
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for f in ("cnn.pt", "cnn.json"):
+        (weights / f).write_bytes((trained.weights / f).read_bytes())
+    run_dir = tmp_path / "run"
+
+    def run(epochs):
+        argv = ["train", "--model", "cnn", "--name", "student", "--data", str(trained.data.path),
+                "--epochs", str(epochs), "--batch-size", "16", "--threads", "1", "--out", str(run_dir),
+                "--weights-dir", str(weights), "--teacher", "cnn", "--kd-cache", "--resume"]
+        train.run(build_parser().parse_args(argv), argv)
+        return capsys.readouterr().out
+
+    assert "teacher outputs kept in" in run(1)
+    cache = torch.load(run_dir / "teacher_logits.pt", weights_only=True)
+    teacher, teacher_card = train.load_teacher("cnn", torch.device("cpu"), weights)
+    train_faces = FER2013(trained.data.path).load("train").images
+    expected = torch.from_numpy(predict_logits(teacher, train_faces, tta=True))
+    assert cache["logits"].shape == (len(train_faces), len(EMOTIONS))
+    assert torch.allclose(cache["logits"], expected, atol=1e-5)
+    assert not torch.allclose(cache["logits"], torch.from_numpy(predict_logits(teacher, train_faces)), atol=1e-3)
+    assert cache["key"]["sha256"] == teacher_card["sha256"]
+
+    modified = (run_dir / "teacher_logits.pt").stat().st_mtime_ns
+    out = run(2)
+    assert "epoch 2/2" in out and "teacher outputs kept in" not in out
+    assert (run_dir / "teacher_logits.pt").stat().st_mtime_ns == modified
+    card = json.loads((weights / "student.json").read_text())
+    assert card["distilled_from"]["name"] == "cnn" and "--kd-cache" in card["distilled_from"]["targets"]
+    assert "--kd-cache" in card["recipe"] and [h["epoch"] for h in card["history"]] == [1, 2]
+
+    torch.save({"key": {**cache["key"], "sha256": "0" * 64}, "logits": cache["logits"] * 0},
+               run_dir / "teacher_logits.pt")  # outputs of other teacher weights are not reused
+    assert torch.allclose(train.cached_teacher_logits(teacher, {"name": "cnn", "sha256": teacher_card["sha256"]},
+                                                      FER2013(trained.data.path), train_faces, run_dir, "cpu"),
+                          expected, atol=1e-5)
+
+
+def test_cached_targets_follow_the_faces_of_each_batch_and_their_mix():
+    logits = torch.randn(10, len(EMOTIONS)) * 3
+    idx = torch.tensor([7, 2, 5])
+    targets = train._teacher_targets(logits, None, idx, None, 1.0, 2.0, torch.device("cpu"), False)
+    assert torch.allclose(targets, torch.softmax(logits[idx] / 2.0, 1))
+    partner = torch.tensor([2, 0, 1])
+    mixed = train._teacher_targets(logits, None, idx, partner, 0.7, 2.0, torch.device("cpu"), False)
+    assert torch.allclose(mixed, 0.7 * targets + 0.3 * targets[partner])
+    assert torch.allclose(mixed.sum(1), torch.ones(3))
+
+
+def test_pure_distillation_from_cached_outputs_ignores_the_labels(trained):
+    """--kd-alpha 1 with cached outputs: shuffled labels train the same student, shuffled outputs do not."""
+    teacher, _ = train.load_teacher("cnn", torch.device("cpu"), trained.weights)
+    data = FER2013(trained.data.path).load("train")
+    cached = torch.from_numpy(predict_logits(teacher, data.images, tta=True))
+    labels = torch.from_numpy(data.labels)
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    loss_a, w_a = _one_epoch(trained, labels, 1.0, cached)
+    loss_b, w_b = _one_epoch(trained, labels[perm], 1.0, cached)
+    loss_c, w_c = _one_epoch(trained, labels, 1.0, cached[perm])
+    assert abs(loss_a - loss_b) < 1e-6 and all(torch.allclose(w_a[k].float(), w_b[k].float(), atol=1e-6) for k in w_a)
+    assert abs(loss_a - loss_c) > 1e-4
+
+
+def test_kd_cache_without_a_teacher_is_a_short_error(trained, tmp_path):
+    result = run_cli("train", "--model", "cnn", "--data", trained.data.path, "--epochs", 1, "--threads", 1,
+                     "--out", tmp_path / "run", "--weights-dir", trained.weights, "--kd-cache", env=trained.env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--kd-cache" in result.stderr and "--teacher" in result.stderr
 
 
 def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
