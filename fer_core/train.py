@@ -11,7 +11,7 @@ student, and the loss mixes the labels' cross-entropy with the KL divergence fro
 softened outputs (`--kd-alpha`, `--kd-temperature`); the default model was trained this way.
 With `--kd-cache` the teacher runs once instead, on the unaugmented training faces (mean of face and
 mirror), its outputs are kept in the run folder, and every augmented view of a face is distilled
-towards them: a seven-VGG13 ensemble then costs minutes once rather than hours per epoch on a CPU.
+towards them: a seven-VGG13 ensemble then runs once (18 minutes on two CPU cores) instead of every epoch.
 
 Recipe options: `--ema DECAY` keeps an exponential moving average of the weights and evaluates,
 checkpoints and exports that average instead; `--mixup ALPHA` / `--cutmix ALPHA` mix the faces of
