@@ -190,16 +190,17 @@ def cached_teacher_logits(teacher, teacher_state, data, images, out: Path, devic
     rank 0 and kept in OUT/teacher_logits.pt; a file made by other teacher weights or data is recomputed."""
     key = {"teacher": teacher_state["name"], "sha256": teacher_state["sha256"], "data": data.fingerprint()}
     path = out / "teacher_logits.pt"
-    if rank == 0:
-        saved = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-        if saved is None or saved["key"] != key:
-            t0 = time.time()
-            print(f"teacher {key['teacher']}: outputs on {len(images)} training faces ...", flush=True)
-            logits = torch.from_numpy(predict_logits(teacher, images, device, tta=True))
-            _save_atomic({"key": key, "logits": logits}, path)
-            print(f"teacher outputs kept in {path} ({time.time() - t0:.0f}s)", flush=True)
+    saved = torch.load(path, map_location="cpu", weights_only=True) if rank == 0 and path.exists() else None
+    if rank == 0 and (saved is None or saved["key"] != key):
+        t0 = time.time()
+        print(f"teacher {key['teacher']}: outputs on {len(images)} training faces ...", flush=True)
+        saved = {"key": key, "logits": torch.from_numpy(predict_logits(teacher, images, device, tta=True))}
+        _save_atomic(saved, path)
+        print(f"teacher outputs kept in {path} ({time.time() - t0:.0f}s)", flush=True)
     _barrier(world)
-    return torch.load(path, map_location=device, weights_only=True)["logits"]
+    if rank:
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # written by rank 0
+    return saved["logits"].to(device)
 
 
 def recipe_command(argv) -> str:
