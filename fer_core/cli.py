@@ -25,7 +25,7 @@ def cmd_evaluate(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(m, f, indent=1)
-    print(format_table(m, f"{card['name']} on {args.split}{' with TTA' if args.tta else ''}"))
+    print(format_table(m, f"{card['name']} on {args.split}{'' if args.tta == 'none' else f' with {args.tta} TTA'}"))
 
 
 def cmd_calibrate(args):
@@ -123,6 +123,7 @@ def cmd_results(args):
 
 
 def build_parser():
+    from .evaluate import TTA
     from .train import add_arguments
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -134,7 +135,9 @@ def build_parser():
     e.add_argument("--model", help="shipped model name (default: the default model)")
     e.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
     e.add_argument("--split", default="val", choices=["train", "val", "test"])
-    e.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    e.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA,
+                   help="average over views of each face: flip (the default for a bare --tta) with its mirror, "
+                        "tencrop over four corner and a centre crop and their mirrors")
     e.add_argument("--json", help="also write the metrics to this JSON file")
     e.set_defaults(func=cmd_evaluate)
     c = sub.add_parser("calibrate", help="fit a shipped model's temperature on val and store it in its card")

@@ -68,7 +68,7 @@ def build(name, member_names, val, dataset_info: dict, argv, directory=None) -> 
     model = load(card, directory)
     card["params"] = count_params(model)
     card["metrics"] = {}
-    for key, tta in (("val", False), ("val_tta", True)):
+    for key, tta in (("val", "none"), ("val_tta", "flip")):
         probs = softmax(predict_logits(model, val.images, tta=tta))
         card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
     card = calibrate_card(card, model, val)

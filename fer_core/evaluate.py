@@ -9,17 +9,36 @@ from .preprocess import faces_to_tensor
 ECE_BINS = 15
 
 
+TTA = ("none", "flip", "tencrop")  # what `predict_logits(tta=...)` and `evaluate --tta` accept
+CROP = 44  # ten-crop side: 44x44 crops scaled back to 48 are a 9% zoom, inside what training augments
+
+
+def tta_views(x: torch.Tensor, tta="none") -> list:
+    """The views of a normalised batch [N, 1, 48, 48] whose logits TTA averages: "none" the batch itself,
+    "flip" (or True) it and its mirror, "tencrop" the four corner and the centre 44x44 crops, each scaled
+    back to 48x48, and their mirrors."""
+    tta = {False: "none", True: "flip"}.get(tta, tta)
+    if tta not in TTA:
+        raise ValueError(f"tta must be one of {', '.join(TTA)}, got {tta!r}")
+    if tta == "none":
+        return [x]
+    if tta == "flip":
+        return [x, torch.flip(x, dims=[3])]
+    side, far = x.shape[-1], x.shape[-1] - CROP
+    corners = ((0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2))
+    crops = [F.interpolate(x[..., y:y + CROP, c:c + CROP], size=(side, side), mode="bilinear", align_corners=False)
+             for y, c in corners]
+    return crops + [torch.flip(c, dims=[3]) for c in crops]
+
+
 @torch.inference_mode()
-def predict_logits(model, images, device="cpu", tta=False, batch_size=512) -> np.ndarray:
-    """uint8 [N, 48, 48] -> float32 logits [N, 7]; with `tta` the mean of the face and its mirror."""
+def predict_logits(model, images, device="cpu", tta="none", batch_size=512) -> np.ndarray:
+    """uint8 [N, 48, 48] -> float32 logits [N, 7]; with `tta` the mean over `tta_views`."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = faces_to_tensor(images[i:i + batch_size], device)
-        logits = model(x).float()
-        if tta:
-            logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
-        out.append(logits.cpu())
+        views = tta_views(faces_to_tensor(images[i:i + batch_size], device), tta)
+        out.append(torch.stack([model(v).float() for v in views]).mean(0).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, len(EMOTIONS)), np.float32)
 
 

@@ -194,7 +194,7 @@ def cached_teacher_logits(teacher, teacher_state, data, images, out: Path, devic
     if rank == 0 and (saved is None or saved["key"] != key):
         t0 = time.time()
         print(f"teacher {key['teacher']}: outputs on {len(images)} training faces ...", flush=True)
-        saved = {"key": key, "logits": torch.from_numpy(predict_logits(teacher, images, device, tta=True))}
+        saved = {"key": key, "logits": torch.from_numpy(predict_logits(teacher, images, device, tta="flip"))}
         _save_atomic(saved, path)
         print(f"teacher outputs kept in {path} ({time.time() - t0:.0f}s)", flush=True)
     _barrier(world)
@@ -400,7 +400,7 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
     fp16_model = cards.load_file(cards.weights_path(card, args.weights_dir), card).eval()  # measure the fp16 file
     val = data.load("val")
     card["metrics"] = {}
-    for key, tta in (("val", False), ("val_tta", True)):
+    for key, tta in (("val", "none"), ("val_tta", "flip")):
         probs = softmax(predict_logits(fp16_model, val.images, "cpu", tta=tta))
         card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
     card = calibrate_card(card, fp16_model, val)

@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from fer_core.cards import load_model
 from fer_core.cli import main
+from fer_core.data import FER2013
 from fer_core.emotions import EMOTIONS
 from fer_core.evaluate import (expected_calibration_error, format_table, metrics, predict_logits, reliability,
-                               softmax)
+                               softmax, tta_views)
+from fer_core.preprocess import faces_to_tensor
 from helpers_data import run_cli
 
 
@@ -104,8 +107,39 @@ def test_predict_logits_batches_and_mirrors():
     assert whole.shape == (5, 7) and whole.dtype == np.float32
     assert np.allclose(predict_logits(model, images, batch_size=2), whole, atol=1e-5)
     mirrored = predict_logits(model, np.ascontiguousarray(images[:, :, ::-1]))
+    assert np.allclose(predict_logits(model, images, tta="flip"), (whole + mirrored) / 2, atol=1e-5)
     assert np.allclose(predict_logits(model, images, tta=True), (whole + mirrored) / 2, atol=1e-5)
     assert predict_logits(model, images[:0]).shape == (0, 7)
+
+
+def test_ten_crop_views_are_the_corner_and_centre_crops_scaled_back_and_mirrored():
+    ramp = torch.arange(48.0).expand(2, 1, 48, 48)  # every row counts 0..47 left to right
+    views = tta_views(ramp, "tencrop")
+    assert len(views) == 10 and all(v.shape == (2, 1, 48, 48) for v in views)
+    # a 44-px crop starting at column c, stretched to 48: output column j samples c + (j + 0.5) * 44 / 48 - 0.5
+    j = torch.arange(1, 47.0)  # the outermost columns clamp to the crop's edge
+    for view, c in zip(views[:5], (0, 4, 0, 4, 2)):
+        assert torch.allclose(view[0, 0, 10, 1:47], c + (j + 0.5) * 44 / 48 - 0.5, atol=1e-4)
+    for crop, mirror in zip(views[:5], views[5:]):
+        assert torch.equal(mirror, torch.flip(crop, dims=[3]))
+    column = torch.arange(48.0).view(48, 1).expand(1, 1, 48, 48)  # rows: the top crops start at 0, the bottom at 4
+    tops = [tta_views(column, "tencrop")[k][0, 0, 1, 0].item() for k in range(5)]
+    assert tops == pytest.approx([(1.5 * 44 / 48 - 0.5) + y for y in (0, 0, 4, 4, 2)], abs=1e-4)
+    assert [len(tta_views(ramp, t)) for t in ("none", "flip", False, True)] == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="tencrop"):
+        tta_views(ramp, "twelvecrop")
+
+
+def test_ten_crop_logits_are_the_mean_over_the_ten_views():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    images = np.random.default_rng(1).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    views = tta_views(faces_to_tensor(images), "tencrop")
+    with torch.no_grad():
+        expected = sum(model(v) for v in views) / 10
+    got = predict_logits(model, images, tta="tencrop", batch_size=2)
+    assert np.allclose(got, expected.numpy(), atol=1e-5)
+    assert not np.allclose(got, predict_logits(model, images, tta="flip"), atol=1e-3)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -117,7 +151,7 @@ def test_evaluate_cli_matches_the_card(trained, tmp_path):
                 env=trained.env)
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
-    assert m["model"] == "cnn" and m["split"] == "val" and m["tta"] is False
+    assert m["model"] == "cnn" and m["split"] == "val" and m["tta"] == "none"
     assert abs(m["accuracy"] - card["metrics"]["val"]["accuracy"]) <= 0.003
     assert m["n"] == card["metrics"]["val"]["n"] == sum(trained.data.counts["val"].values())
     assert m["confusion_matrix"] == card["metrics"]["val"]["confusion_matrix"]
@@ -130,8 +164,26 @@ def test_evaluate_with_tta_on_train_uses_the_default_model(trained, tmp_path, mo
     out = tmp_path / "train.json"
     assert main(["evaluate", "--data", str(trained.data.path), "--split", "train", "--tta", "--json", str(out)]) == 0
     m = json.loads(out.read_text())
-    assert m["model"] == "cnn" and m["tta"] is True and m["n"] == sum(trained.data.counts["train"].values())
-    assert capsys.readouterr().out.startswith("cnn on train with TTA\n")
+    assert m["model"] == "cnn" and m["tta"] == "flip" and m["n"] == sum(trained.data.counts["train"].values())
+    assert capsys.readouterr().out.startswith("cnn on train with flip TTA\n")
+
+
+def test_evaluate_with_ten_crop_tta(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(trained.weights))
+    monkeypatch.setenv("FER_CACHE_DIR", str(trained.cache))
+    out = tmp_path / "val.json"
+    assert main(["evaluate", "--model", "cnn", "--data", str(trained.data.path), "--tta", "tencrop",
+                 "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    model, card = load_model("cnn", trained.weights)
+    val = FER2013(trained.data.path).load("val")
+    expected = metrics(softmax(predict_logits(model, val.images, tta="tencrop"), card["temperature"]), val.labels)
+    assert m["tta"] == "tencrop" and m["accuracy"] == expected["accuracy"]
+    assert m["confusion_matrix"] == expected["confusion_matrix"]
+    assert capsys.readouterr().out.startswith("cnn on val with tencrop TTA\n")
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--model", "cnn", "--tta", "twelvecrop"])
+    assert e.value.code == 2 and "invalid choice: 'twelvecrop'" in capsys.readouterr().err
 
 
 def test_evaluate_cli_missing_split_is_a_short_error(trained, tmp_path):
