@@ -14,10 +14,10 @@ NO_FACE_HINT = ("Faces need to be roughly frontal and at least about 5% of the p
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def analysed(_recognizer, selection, name, data):
-    """fer_core.annotate.analyse, cached per (model and detector, file name, bytes): reruns (a toggle,
+def analysed(_recognizer, selection, name, data, tta):
+    """fer_core.annotate.analyse, cached per (model and detector, file name, bytes, TTA): reruns (a toggle,
     a download) redraw without redoing the work."""
-    return analyse(_recognizer, name, data)
+    return analyse(_recognizer, name, data, tta=tta)
 
 
 def pictures() -> list:
@@ -81,12 +81,16 @@ st.title("Upload & classify")
 inputs = pictures()
 heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
                  help="Which parts of each face drove the model's decision (red: most, blue: least).")
+flip = st.toggle("Average each face with its mirror image", value=True, key="flip_tta",
+                 help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
+                      "the 'val accuracy (TTA)' column on the Compare models page rather than 'val accuracy'.")
 if inputs:
     recognizer = ui.recognizer()
     if recognizer is None:
         st.stop()
     with st.spinner("Finding faces…"):
-        results = [analysed(recognizer, ui.selection(), name, data) for name, data in inputs]
+        results = [analysed(recognizer, ui.selection(), name, data, "flip" if flip else "none")
+                   for name, data in inputs]
     show_downloads(results)
     for number, result in enumerate(results):
         show_result(f"chart-{number}", result, recognizer.model, heat)

@@ -123,8 +123,9 @@ class ImageResult:
     error: str = None
 
 
-def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE) -> ImageResult:
-    """Decode `data` (bytes or anything load_image takes), find and classify its faces, draw them.
+def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="none") -> ImageResult:
+    """Decode `data` (bytes or anything load_image takes), find and classify its faces (with `tta`, see
+    EmotionRecognizer.classify), draw them.
 
     A picture that cannot be read gives an ImageResult whose `error` says why; it never raises
     FerError, so one bad file does not stop the others.
@@ -135,7 +136,7 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE) -> Im
     except FerError as e:
         log.info("%s: %s", name, e)
         return ImageResult(name, error=str(e))
-    faces = recognizer.predict(bgr)
+    faces = recognizer.predict(bgr, tta=tta)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
     small, scale = fit(bgr, max_side)
     annotated = draw_faces(small, faces, scale)

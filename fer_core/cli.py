@@ -99,7 +99,7 @@ def cmd_predict(args):
     results, failed = [], False
     for image in args.images:
         try:
-            results.append({"image": image, "faces": [f.to_dict() for f in rec.predict(image)]})
+            results.append({"image": image, "faces": [f.to_dict() for f in rec.predict(image, tta=args.tta)]})
         except FerError as e:
             failed = True
             results.append({"image": image, "error": str(e)})
@@ -166,6 +166,8 @@ def build_parser():
     r.add_argument("images", nargs="+")
     r.add_argument("--model", help="shipped model name (default: the default model)")
     r.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"])
+    r.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA,
+                   help="average over views of each face, as in evaluate (a bare --tta: flip)")
     r.add_argument("--json", action="store_true", help="JSON output (the only format; kept for scripts)")
     r.set_defaults(func=cmd_predict)
     d = sub.add_parser("default", help="mark a shipped model as the app's default")

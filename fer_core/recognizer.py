@@ -6,11 +6,11 @@ import torch
 
 from .cards import load_model
 from .emotions import EMOTIONS
-from .evaluate import softmax
+from .evaluate import predict_logits, softmax
 from .faces import create_detector
 from .images import load_image
 from .models import for_inference
-from .preprocess import FACE_SIZE, crop_face, faces_to_tensor
+from .preprocess import FACE_SIZE, crop_face
 
 
 @dataclass
@@ -53,26 +53,24 @@ class EmotionRecognizer:
         bgr = load_image(image)
         return self.detector.detect(bgr) if min_face is None else self.detector.detect(bgr, min_face=min_face)
 
-    @torch.inference_mode()
-    def classify(self, faces) -> np.ndarray:
-        """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order."""
+    def classify(self, faces, tta="none") -> np.ndarray:
+        """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order.
+        `tta`: "none", "flip" (also the face's mirror image) or "tencrop" (fer_core.evaluate.tta_views):
+        the logits averaged over those views, as the card's val_tta figure was measured."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
             faces = faces[None]
         if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
             raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {faces.dtype} {faces.shape}")
-        if len(faces) == 0:
-            return np.zeros((0, len(EMOTIONS)), np.float32)
-        logits = self.model(faces_to_tensor(faces, self.device)).float().cpu().numpy()
-        return softmax(logits, self.temperature)
+        return softmax(predict_logits(self.model, faces, self.device, tta=tta), self.temperature)
 
-    def predict(self, image) -> list:
-        """Every face in `image`, left to right, as FaceResult."""
+    def predict(self, image, tta="none") -> list:
+        """Every face in `image`, left to right, as FaceResult; `tta` as in `classify`."""
         bgr = load_image(image)
         boxes = self.detector.detect(bgr)
         if not boxes:
             return []
-        probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]))
+        probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]), tta=tta)
         return [self._result(b, p) for b, p in zip(boxes, probs)]
 
     @staticmethod

@@ -27,8 +27,8 @@ def files(tmp_path_factory):
     return d
 
 
-def run_cli(files, *args):
-    env = {**os.environ, "FER_WEIGHTS_DIR": str(files / "weights"), "FER_CACHE_DIR": str(files / "cache"),
+def run_cli(files, *args, weights=None):
+    env = {**os.environ, "FER_WEIGHTS_DIR": str(weights or files / "weights"), "FER_CACHE_DIR": str(files / "cache"),
            "FER_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("FER_YUNET_MODEL", None)
     return subprocess.run([sys.executable, "-m", "fer_core", "predict", *args], capture_output=True, text=True,
@@ -77,6 +77,22 @@ def test_auto_detector_offline_falls_back_to_haar(files):
     assert out.returncode == 0, out.stderr
     assert "Haar" in out.stderr  # the fallback is logged as a warning
     assert len(json.loads(out.stdout)[0]["faces"]) == 1
+
+
+def test_tta_averages_each_face_with_its_mirror(files):
+    """With a shipped model (the tiny one's outputs all sit near 1/7): --tta gives the recognizer's flip-TTA
+    scores, which differ from the plain ones."""
+    from fer_core import EMOTIONS, EmotionRecognizer
+    face = files / "face.jpg"
+    rec = EmotionRecognizer("mini_xception", detector="haar", weights_dir=ROOT / "weights")
+    scores = {}
+    for tta, args in (("none", ()), ("flip", ("--tta",)), ("tencrop", ("--tta", "tencrop"))):
+        out = run_cli(files, str(face), "--model", "mini_xception", "--detector", "haar", *args,
+                      weights=ROOT / "weights")
+        assert out.returncode == 0, out.stderr
+        scores[tta] = json.loads(out.stdout)[0]["faces"][0]["scores"]
+        assert scores[tta] == pytest.approx(rec.predict(str(face), tta=tta)[0].scores, abs=2e-4)
+    assert max(abs(scores["flip"][e] - scores["none"][e]) for e in EMOTIONS) > 0.01
 
 
 def test_unknown_model_exit_2(files):

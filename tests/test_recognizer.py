@@ -147,6 +147,26 @@ def test_classify_matches_predict(rec, photo):
     assert not np.allclose(probs[0], probs[1], atol=1e-6)
 
 
+def test_flip_tta_is_the_geometric_mean_of_the_face_and_its_mirror(photo):
+    """Averaging two views' logits and applying softmax = the normalised geometric mean of their probabilities
+    (a shipped model: the tiny one's outputs are all close to 1/7)."""
+    rec = EmotionRecognizer("mini_xception", detector="haar")
+    result, = rec.predict(photo, tta="flip")
+    face = crop_face(photo, result.box)
+    alone, mirrored = rec.classify(np.stack([face, face[:, ::-1]]))
+    expected = np.sqrt(alone * mirrored)
+    expected /= expected.sum()
+    np.testing.assert_allclose(rec.classify(face, tta="flip")[0], expected, atol=1e-5)
+    np.testing.assert_allclose([result.scores[e] for e in EMOTIONS], expected, atol=1e-5)
+    assert np.abs(expected - alone).max() > 0.01
+    plain, = rec.predict(photo)
+    np.testing.assert_allclose([plain.scores[e] for e in EMOTIONS], alone, atol=1e-5)
+    ten = rec.classify(face, tta="tencrop")
+    assert ten.shape == (1, len(EMOTIONS)) and np.abs(ten[0] - expected).max() > 0.001
+    with pytest.raises(ValueError, match="tta must be one of none, flip, tencrop"):
+        rec.classify(face, tta="mirror")
+
+
 @pytest.mark.parametrize("bad", [
     np.zeros((2, FACE_SIZE, FACE_SIZE), np.float32),
     np.zeros((2, FACE_SIZE, FACE_SIZE), np.int64),

@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data
 from streamlit.testing.v1 import AppTest
 
-from fer_core import EMOTIONS
+from fer_core import EMOTIONS, EmotionRecognizer
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
@@ -123,6 +123,21 @@ def test_grad_cam_toggle(app, astronaut_png):
     assert not app.exception
     captions = [c for image in app.image for c in image.captions]
     assert "Grad-CAM for happy" in captions
+
+
+def test_mirror_tta_toggle_matches_the_recognizer(app, astronaut_png):
+    """On by default: the chart is the recognizer's flip-TTA output; off: its plain output."""
+    rec = EmotionRecognizer()  # the page's choice: the default model, the "auto" detector
+    expected = {tta: [rec.predict(astronaut_bgr(), tta=tta)[0].scores[e] for e in EMOTIONS] for tta in ("flip", "none")}
+    assert not np.allclose(expected["flip"], expected["none"], atol=1e-4)
+    upload(app, ("astronaut.png", astronaut_png, "image/png"))
+    assert app.toggle(key="flip_tta").value is True
+    (_, probs), = chart_bars(app)
+    np.testing.assert_allclose(probs, expected["flip"], atol=1e-5)
+    app.toggle(key="flip_tta").set_value(False).run()
+    assert not app.exception
+    (_, probs), = chart_bars(app)
+    np.testing.assert_allclose(probs, expected["none"], atol=1e-5)
 
 
 def test_camera_snapshot(app, astronaut_jpeg):
