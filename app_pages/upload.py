@@ -83,7 +83,7 @@ heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
                  help="Which parts of each face drove the model's decision (red: most, blue: least).")
 flip = st.toggle("Average each face with its mirror image", value=True, key="flip_tta",
                  help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
-                      "the 'val accuracy (TTA)' column on the Compare models page rather than 'val accuracy'.")
+                      "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
 if inputs:
     recognizer = ui.recognizer()
     if recognizer is None:

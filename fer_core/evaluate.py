@@ -7,8 +7,6 @@ from .emotions import EMOTIONS
 from .preprocess import faces_to_tensor
 
 ECE_BINS = 15
-
-
 TTA = ("none", "flip", "tencrop")  # what `predict_logits(tta=...)` and `evaluate --tta` accept
 CROP = 44  # ten-crop side: 44x44 crops scaled back to 48 are a 9% zoom, inside what training augments
 
