@@ -3,7 +3,7 @@ Grad-CAM heat maps on request, and the results as CSV or JSON. The work is fer_c
 import streamlit as st
 
 import ui
-from fer_core.annotate import analyse, label_text, probability_chart
+from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart
 from fer_core.export import results_rows, to_csv, to_json
 from fer_core.gradcam import grad_cam, overlay
 
@@ -89,7 +89,7 @@ if inputs:
     if recognizer is None:
         st.stop()
     with st.spinner("Finding faces…"):
-        results = [analysed(recognizer, ui.selection(), name, data, "flip" if flip else "none")
+        results = [analysed(recognizer, ui.selection(), name, data, UPLOAD_TTA if flip else "none")
                    for name, data in inputs]
     show_downloads(results)
     for number, result in enumerate(results):

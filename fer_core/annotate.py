@@ -19,6 +19,7 @@ from .preprocess import crop_face
 log = logging.getLogger(__name__)
 
 DISPLAY_MAX_SIDE = 1280  # annotated pictures are downscaled to at most this many pixels per side
+UPLOAD_TTA = "flip"  # the upload page reads each face with its mirror image unless its toggle is off
 EMOTION_COLORS = {  # hex RGB, one per emotion
     "angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd", "happy": "#f2b701",
     "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#8c8c8c",

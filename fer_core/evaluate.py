@@ -13,9 +13,8 @@ CROP = 44  # ten-crop side: 44x44 crops scaled back to 48 are a 9% zoom, inside 
 
 def tta_views(x: torch.Tensor, tta="none") -> list:
     """The views of a normalised batch [N, 1, 48, 48] whose logits TTA averages: "none" the batch itself,
-    "flip" (or True) it and its mirror, "tencrop" the four corner and the centre 44x44 crops, each scaled
-    back to 48x48, and their mirrors."""
-    tta = {False: "none", True: "flip"}.get(tta, tta)
+    "flip" it and its mirror, "tencrop" the four corner and the centre 44x44 crops, each scaled back to
+    48x48, and their mirrors."""
     if tta not in TTA:
         raise ValueError(f"tta must be one of {', '.join(TTA)}, got {tta!r}")
     if tta == "none":

@@ -254,7 +254,7 @@ def test_cached_teacher_outputs_are_the_teachers_mirror_averaged_logits_kept_for
     cache = torch.load(run_dir / "teacher_logits.pt", weights_only=True)
     teacher, teacher_card = train.load_teacher("cnn", torch.device("cpu"), weights)
     train_faces = FER2013(trained.data.path).load("train").images
-    expected = torch.from_numpy(predict_logits(teacher, train_faces, tta=True))
+    expected = torch.from_numpy(predict_logits(teacher, train_faces, tta="flip"))
     assert cache["logits"].shape == (len(train_faces), len(EMOTIONS))
     assert torch.allclose(cache["logits"], expected, atol=1e-5)
     assert not torch.allclose(cache["logits"], torch.from_numpy(predict_logits(teacher, train_faces)), atol=1e-3)
@@ -290,7 +290,7 @@ def test_pure_distillation_from_cached_outputs_ignores_the_labels(trained):
     """--kd-alpha 1 with cached outputs: shuffled labels train the same student, shuffled outputs do not."""
     teacher, _ = train.load_teacher("cnn", torch.device("cpu"), trained.weights)
     data = FER2013(trained.data.path).load("train")
-    cached = torch.from_numpy(predict_logits(teacher, data.images, tta=True))
+    cached = torch.from_numpy(predict_logits(teacher, data.images, tta="flip"))
     labels = torch.from_numpy(data.labels)
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     loss_a, w_a = _one_epoch(trained, labels, 1.0, cached)
