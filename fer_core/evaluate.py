@@ -31,7 +31,8 @@ def tta_views(x: torch.Tensor, tta="none") -> list:
 @torch.inference_mode()
 def predict_logits(model, images, device="cpu", tta="none", batch_size=512) -> np.ndarray:
     """uint8 [N, 48, 48] -> float32 logits [N, 7]; with `tta` the mean over `tta_views`."""
-    model.eval()
+    if model.training:  # a recognizer's model already is in eval mode: no walk over its modules per frame
+        model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         views = tta_views(faces_to_tensor(images[i:i + batch_size], device), tta)
