@@ -15,7 +15,9 @@ towards them: a seven-VGG13 ensemble then runs once (18 minutes on two CPU cores
 
 Recipe options: `--ema DECAY` keeps an exponential moving average of the weights and evaluates,
 checkpoints and exports that average instead; `--mixup ALPHA` / `--cutmix ALPHA` mix the faces of
-each augmented batch (and their labels in the loss).
+each augmented batch (and their labels in the loss). `--swa-epochs K --swa-lr LR` ends the run with K
+epochs at a constant LR whose end-of-epoch weights are averaged (see swa.py); `--init NAME` starts
+from a shipped model's weights instead of random ones, so a trained model can be averaged further.
 
 Several GPUs or nodes: launch the same command through PyTorch's `torchrun`
 (`torchrun --nproc-per-node 8 -m fer_core train --model vgg13 ...`). Each process then trains on
@@ -50,6 +52,7 @@ from .evaluate import metrics, predict_logits, reliability, softmax
 from .models import count_params, create_model, for_inference
 from .preprocess import faces_to_tensor
 from .speed import cpu_latency_card, cpu_name
+from .swa import WeightSWA
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,10 @@ def add_arguments(p):
                         "every augmented view towards those outputs, kept in OUT/teacher_logits.pt")
     p.add_argument("--ema", type=float, default=0.0,
                    help="decay of a moving average of the weights (e.g. 0.999), used for val and export; 0: off")
+    p.add_argument("--swa-epochs", type=int, default=0,
+                   help="average the weights of the last K epochs, run at the constant --swa-lr; 0: off")
+    p.add_argument("--swa-lr", type=float, default=None, help="learning rate of the SWA epochs (default: peak / 5)")
+    p.add_argument("--init", help="shipped model of the same architecture whose weights the run starts from")
     p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) of Mixup across each batch; 0: off")
     p.add_argument("--cutmix", type=float, default=0.0,
                    help="Beta(a, a) of CutMix across each batch; 0: off (both on: one or the other per batch)")
@@ -129,10 +136,22 @@ def _save_atomic_text(text: str, path: Path):
     os.replace(tmp, path)
 
 
+def peak_lr(args) -> float:
+    return args.lr or (0.05 if args.opt == "sgd" else 2e-3)
+
+
+def swa_lr(args) -> float:
+    return args.swa_lr or peak_lr(args) / 5
+
+
 def _lr_lambda(args, steps_per_epoch):
-    total, warm = args.epochs * steps_per_epoch, int(args.warmup * steps_per_epoch)
+    """Warm-up, then cosine decay to zero by the start of the SWA epochs, which hold --swa-lr."""
+    total, warm = (args.epochs - args.swa_epochs) * steps_per_epoch, int(args.warmup * steps_per_epoch)
+    swa_factor = swa_lr(args) / peak_lr(args)
 
     def factor(step):
+        if args.swa_epochs and step >= total:
+            return swa_factor
         if step < warm:
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
@@ -140,7 +159,7 @@ def _lr_lambda(args, steps_per_epoch):
 
 
 def _optimizer_and_schedule(model, args, steps_per_epoch):
-    lr = args.lr or (0.05 if args.opt == "sgd" else 2e-3)
+    lr = peak_lr(args)
     wd = args.weight_decay if args.weight_decay is not None else (5e-4 if args.opt == "sgd" else 0.05)
     if args.opt == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
@@ -201,6 +220,15 @@ def cached_teacher_logits(teacher, teacher_state, data, images, out: Path, devic
     if rank:
         saved = torch.load(path, map_location="cpu", weights_only=True)  # written by rank 0
     return saved["logits"].to(device)
+
+
+def start_from(model, args) -> dict:
+    """Load the weights of the shipped model `args.init` into `model`; what the card records of it."""
+    source, card = cards.load_model(args.init, args.weights_dir)
+    if card["arch"] != args.model:
+        raise SystemExit(f"--init {args.init} is a {card['arch']}, not a {args.model}")
+    model.load_state_dict(source.state_dict())
+    return {"name": card["name"], "sha256": card["sha256"], "val_accuracy": cards.val_accuracy(card)}
 
 
 def recipe_command(argv) -> str:
@@ -286,11 +314,17 @@ def run(args, argv=None):
         raise SystemExit("--ema takes a decay in [0, 1) (0: off); --mixup and --cutmix take an alpha >= 0 (0: off)")
     if args.kd_cache and not args.teacher:
         raise SystemExit("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
+    if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):
+        raise SystemExit(f"--swa-epochs takes 0 to --epochs ({args.epochs}) epochs and --swa-lr a rate > 0")
+    if args.swa_epochs and args.ema:
+        raise SystemExit("--swa-epochs and --ema both average the weights: choose one")
     name = args.name or args.model
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = create_model(args.model, pretrained=args.pretrained).to(device, memory_format=torch.channels_last)
+    model = create_model(args.model, pretrained=args.pretrained)
+    init = start_from(model, args) if args.init else None
+    model = model.to(device, memory_format=torch.channels_last)
     data = FER2013(dataset_path(args.data))
     train, val = data.load("train"), data.load("val")
     images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
@@ -299,6 +333,8 @@ def run(args, argv=None):
 
     opt, sched = _optimizer_and_schedule(model, args, len(labels) // args.batch_size)
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "recipe": recipe_command(argv), "wall_s": 0.0}
+    if init:
+        state["init"] = init
     last = out / "last.pt"
     ckpt = torch.load(last, map_location=device, weights_only=True) if args.resume and last.exists() else None
     if ckpt is not None:
@@ -314,6 +350,11 @@ def run(args, argv=None):
     ema = WeightEMA(model, args.ema) if args.ema else None  # a run resumed without one averages from here on
     if ema is not None and ckpt is not None and "ema" in ckpt:
         ema.load_state_dict(ckpt["ema"])
+    if args.swa_epochs:  # a resumed run keeps its count of averaged epochs
+        state["swa"] = {**state.get("swa", {}), "epochs": args.swa_epochs, "lr": swa_lr(args)}
+    swa = WeightSWA(model) if args.swa_epochs and rank == 0 else None  # rank 0 alone evaluates and exports
+    if swa is not None and ckpt is not None and "swa" in ckpt:
+        swa.load_state_dict(ckpt["swa"])
     amp = use_amp(device, args.amp)
     teacher = None
     if args.teacher:
@@ -337,8 +378,11 @@ def run(args, argv=None):
         loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world, teacher,
                                     ema)
         if rank == 0:
+            if swa is not None and epoch >= args.epochs - args.swa_epochs:
+                swa.update(model, images, _autocast(device, amp))
+                state["swa"]["averaged"] = swa.count
             _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs,
-                       ema)
+                       ema, swa)
         _barrier(world)  # the others wait until rank 0 has written the checkpoint
 
     if not args.no_export and rank == 0:
@@ -350,11 +394,14 @@ def run(args, argv=None):
     return state
 
 
-def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs, ema=None):
+def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs, ema=None,
+               swa=None):
     """Val pass, history row, best.pt when val improved, last.pt for --resume (all written atomically).
-    With `ema` the averaged weights are the ones evaluated and kept as best.pt."""
+    With `ema`, or `swa` once it holds weights, the averaged weights are the ones evaluated and kept as best.pt."""
     loss, acc = train_result
     kept = ema.model if ema is not None else model
+    if swa is not None and swa.count:
+        kept = swa.model
     logits = predict_logits(kept, val.images, device)
     val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
     val_acc = float((logits.argmax(1) == val.labels).mean())
@@ -368,6 +415,8 @@ def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, 
     checkpoint = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}
     if ema is not None:
         checkpoint["ema"] = ema.state_dict()
+    if swa is not None:
+        checkpoint["swa"] = swa.state_dict()
     _save_atomic(checkpoint, out / "last.pt")
     _save_atomic_text(json.dumps(state["history"], indent=1), out / "history.json")
     print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
@@ -393,6 +442,9 @@ def export(args, name, out: Path, data: FER2013, device, state) -> Path:
     }
     if state.get("teacher"):
         card["distilled_from"] = state["teacher"]
+    for key, field in (("init", "initialized_from"), ("swa", "swa")):
+        if state.get(key):
+            card[field] = state[key]
     if state.get("earlier_recipes"):
         card["earlier_recipes"] = state["earlier_recipes"]
     card_path = cards.save_weights(model, card, args.weights_dir, overflow_dir=out)

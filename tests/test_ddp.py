@@ -53,3 +53,20 @@ def test_two_process_training_learns_checkpoints_once_and_resumes(tmp_path):
     assert card["history"] == history2 and card["metrics"]["val"]["n"] == 56
     assert "--epochs 4" in card["recipe"]  # the card keeps the command that set the first three epochs too
     assert [(e["until_epoch"], "--epochs 3" in e["recipe"]) for e in card["earlier_recipes"]] == [(3, True)]
+
+
+def test_two_process_training_with_swa_averages_on_rank_0_and_exports_the_average(tmp_path):
+    data = make_kaggle(tmp_path / "fer", counts={"train": [32] * 7, "val": [8] * 7}, seed=6)
+    env = cli_env(FER_CACHE_DIR=tmp_path / "cache")
+    run, weights = tmp_path / "run", tmp_path / "w"
+    result = _torchrun("--model", "cnn", "--data", data.path, "--batch-size", 32, "--threads", 1, "--device", "cpu",
+                       "--epochs", 3, "--swa-epochs", 2, "--swa-lr", 0.01, "--out", run, "--weights-dir", weights,
+                       env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("exported") == 1
+    swa = torch.load(run / "last.pt", weights_only=True)["swa"]
+    assert int(swa["n_averaged"]) == 2
+    assert {k.removeprefix("module.") for k in swa if k != "n_averaged"} == create_model("cnn").state_dict().keys()
+    card = json.loads((weights / "cnn.json").read_text())
+    assert card["swa"] == {"epochs": 2, "lr": 0.01, "averaged": 2}
+    assert [h["lr"] for h in card["history"]][1:] == [0.01, 0.01]

@@ -368,3 +368,84 @@ def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
         with pytest.raises(SystemExit, match=r"--ema takes a decay in \[0, 1\)"):
             train.run(args, [])
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_an_swa_run_averages_its_last_epochs_at_a_constant_rate_and_resumes_on_the_same_path(tmp_path):
+    data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=5)
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    # with one epoch before the SWA phase in both, the 2-epoch run is the first part of the 3-epoch one
+    _train_in_process(data.path, run, 2, "--swa-epochs", "1", "--swa-lr", "0.02")
+    after_two = torch.load(run / "last.pt", weights_only=True)
+    resumed = _train_in_process(data.path, run, 3, "--swa-epochs", "2", "--swa-lr", "0.02", "--resume")
+    _train_in_process(data.path, straight, 3, "--swa-epochs", "2", "--swa-lr", "0.02")
+    assert [h["lr"] for h in resumed["history"]][1:] == [0.02, 0.02]
+    assert resumed["swa"] == {"epochs": 2, "lr": 0.02, "averaged": 2}
+    for a, b in zip(resumed["history"], _history(straight)):
+        for k in NUMBERS:
+            assert abs(a[k] - b[k]) <= 1e-4, (k, a, b)
+
+    last = torch.load(run / "last.pt", weights_only=True)
+    average, two, three = last["swa"], after_two["model"], last["model"]
+    assert int(average["n_averaged"]) == 2
+    model = create_model("cnn")
+    for name, _ in model.named_parameters():  # an equal average of the weights at the end of epochs 2 and 3
+        assert torch.allclose(average[f"module.{name}"], (two[name] + three[name]) / 2, atol=1e-6), name
+    means = [k for k in three if k.endswith("running_mean")]
+    for k in means:  # BatchNorm statistics measured again on the averaged weights, not averaged
+        assert not torch.allclose(average[f"module.{k}"], (two[k] + three[k]) / 2, atol=1e-4), k
+
+    # the last val figure is that of the averaged weights
+    model.load_state_dict({k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"})
+    val = FER2013(data.path).load("val")
+    accuracy = float((predict_logits(model, val.images).argmax(1) == val.labels).mean())
+    assert abs(resumed["history"][-1]["val_acc"] - round(accuracy, 4)) < 1e-6
+
+
+def test_the_schedule_warms_up_decays_to_zero_by_the_swa_epochs_then_holds_the_swa_rate():
+    args = build_parser().parse_args(["train", "--model", "cnn", "--epochs", "10", "--swa-epochs", "4",
+                                      "--warmup", "2", "--lr", "0.05", "--swa-lr", "0.01"])
+    factor = train._lr_lambda(args, steps_per_epoch=10)  # cosine over steps 20..59, SWA from step 60
+    assert factor(0) == pytest.approx(1 / 20) and factor(19) == pytest.approx(1.0)
+    assert factor(40) == pytest.approx(0.5, abs=0.02) and factor(59) < 0.01
+    assert [factor(s) for s in (60, 75, 99, 150)] == [pytest.approx(0.2)] * 4
+    args.swa_lr = None
+    assert train._lr_lambda(args, 10)(60) == pytest.approx(0.2)  # default: a fifth of the peak
+    args.swa_epochs = 10
+    assert train._lr_lambda(args, 10)(0) == pytest.approx(0.2)  # all SWA: the constant rate from the start
+
+
+def test_bad_swa_values_are_short_errors(tmp_path):
+    cases = ((("--swa-epochs", "4"), "--swa-epochs takes 0 to --epochs"),
+             (("--swa-epochs", "-1"), "--swa-epochs takes 0 to --epochs"),
+             (("--swa-epochs", "1", "--swa-lr", "0"), "--swa-lr a rate > 0"),
+             (("--swa-epochs", "1", "--ema", "0.9"), "both average the weights"))
+    for extra, message in cases:
+        args = build_parser().parse_args(["train", "--model", "cnn", "--epochs", "3", "--out", str(tmp_path / "run"),
+                                          *extra])
+        with pytest.raises(SystemExit, match=message):
+            train.run(args, [])
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_starts_from_a_shipped_models_weights_and_names_it_in_the_card(trained, tmp_path):
+    shipped = json.loads((trained.weights / "cnn.json").read_text())
+    start = torch.load(trained.weights / "cnn.pt", weights_only=True)
+    extra = ("--weights-dir", str(trained.weights), "--lr", "1e-9", "--warmup", "0")
+    state = _train_in_process(trained.data.path, tmp_path / "run", 1, "--init", "cnn", *extra)
+    assert state["init"] == {"name": "cnn", "sha256": shipped["sha256"],
+                             "val_accuracy": shipped["metrics"]["val"]["accuracy"]}
+    after = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    _train_in_process(trained.data.path, tmp_path / "fresh", 1, *extra)
+    fresh = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)["model"]
+    weights = [k for k in after if k.endswith(".weight")]
+    assert all(torch.allclose(after[k], start[k].float(), atol=2e-3) for k in weights)  # fp16 file, tiny steps
+    assert not all(torch.allclose(fresh[k], start[k].float(), atol=2e-3) for k in weights)
+
+
+def test_init_from_another_architecture_or_an_unknown_model_is_a_short_error(trained, tmp_path):
+    for model, init, message in (("mini_xception", "cnn", "--init cnn is a cnn, not a mini_xception"),
+                                 ("cnn", "nope", "unknown model 'nope'")):
+        result = run_cli("train", "--model", model, "--data", trained.data.path, "--epochs", 1, "--threads", 1,
+                         "--out", tmp_path / "run", "--weights-dir", trained.weights, "--init", init, env=trained.env)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert message in result.stderr
