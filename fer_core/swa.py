@@ -18,7 +18,7 @@ BN_SEED = 20_181_005  # the same augmented views every time, so a resumed run me
 
 class WeightSWA:
     def __init__(self, model: torch.nn.Module):
-        self.averaged = AveragedModel(_unwrapped(model))
+        self.averaged = AveragedModel(model)  # the model itself, not a DistributedDataParallel wrapper
         self.averaged.requires_grad_(False)
 
     @property
@@ -33,7 +33,7 @@ class WeightSWA:
     def update(self, model: torch.nn.Module, images: torch.Tensor, autocast):
         """Add `model`'s weights to the average, then measure BatchNorm's statistics on the training faces
         (uint8 [N, 48, 48]) under the `autocast` context training uses."""
-        self.averaged.update_parameters(_unwrapped(model))
+        self.averaged.update_parameters(model)
         with autocast:
             update_bn(_augmented_batches(images), self.averaged)
         self.averaged.eval()
@@ -50,8 +50,3 @@ def _augmented_batches(images: torch.Tensor):
     for i in range(0, len(images), BN_BATCH):
         x = augment(faces_to_tensor(images[i:i + BN_BATCH], images.device), g)
         yield x.contiguous(memory_format=torch.channels_last)
-
-
-def _unwrapped(model):
-    """The model inside a DistributedDataParallel wrapper."""
-    return getattr(model, "module", model)
