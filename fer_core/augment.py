@@ -23,13 +23,16 @@ def _uniform(n, lo, hi, g):
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """x: normalised float [N, 1, H, W] -> augmented copy (0 = the mean grey fills the gaps)."""
+def augment(x: torch.Tensor, g: torch.Generator, shift: float = SHIFT, zoom: float = ZOOM) -> torch.Tensor:
+    """x: normalised float [N, 1, H, W] -> augmented copy (0 = the mean grey fills the gaps).
+    `shift` (px) and `zoom` (share of the scale) widen or narrow the two warps (`train --aug-shift/--aug-zoom`)."""
+    if shift < 0 or not 0 <= zoom < 1:
+        raise ValueError(f"shift must be >= 0 px and zoom in [0, 1), got {shift} and {zoom}")
     n, _, h, w = x.shape
     angle = _uniform(n, -ROTATE, ROTATE, g) * math.pi / 180
-    scale = _uniform(n, 1 - ZOOM, 1 + ZOOM, g)
+    scale = _uniform(n, 1 - zoom, 1 + zoom, g)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-    tx, ty = _uniform(n, -SHIFT, SHIFT, g) * 2 / w, _uniform(n, -SHIFT, SHIFT, g) * 2 / h
+    tx, ty = _uniform(n, -shift, shift, g) * 2 / w, _uniform(n, -shift, shift, g) * 2 / h
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)

@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import cards
-from .augment import augment, mix
+from .augment import SHIFT, ZOOM, augment, mix
 from .calibrate import calibrate_card
 from .data import FER2013, dataset_path
 from .ema import WeightEMA
@@ -93,6 +93,9 @@ def add_arguments(p):
                    help="average the weights of the last K epochs, run at the constant --swa-lr; 0: off")
     p.add_argument("--swa-lr", type=float, default=None, help="learning rate of the SWA epochs (default: peak / 5)")
     p.add_argument("--init", help="shipped model of the same architecture whose weights the run starts from")
+    p.add_argument("--aug-shift", type=float, default=SHIFT, help=f"largest shift of a face, px (default {SHIFT})")
+    p.add_argument("--aug-zoom", type=float, default=ZOOM,
+                   help=f"largest zoom in or out, as a share of the scale (default {ZOOM})")
     p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) of Mixup across each batch; 0: off")
     p.add_argument("--cutmix", type=float, default=0.0,
                    help="Beta(a, a) of CutMix across each batch; 0: off (both on: one or the other per batch)")
@@ -265,7 +268,7 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
                disable=None if rank == 0 else True)
     for i in bar:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size][rank::world]
-        x = augment(faces_to_tensor(images[idx], device), g).contiguous(memory_format=torch.channels_last)
+        x = augment(faces_to_tensor(images[idx], device), g, args.aug_shift, args.aug_zoom).contiguous(memory_format=torch.channels_last)
         y, partner, lam = labels[idx].to(device), None, 1.0
         if args.mixup or args.cutmix:
             x, partner, lam = mix(x, g, args.mixup, args.cutmix)
@@ -312,6 +315,8 @@ def run(args, argv=None):
         raise SystemExit(f"--batch-size {args.batch_size} must divide evenly among {world} processes")
     if not 0 <= args.ema < 1 or args.mixup < 0 or args.cutmix < 0:
         raise SystemExit("--ema takes a decay in [0, 1) (0: off); --mixup and --cutmix take an alpha >= 0 (0: off)")
+    if args.aug_shift < 0 or not 0 <= args.aug_zoom < 1:
+        raise SystemExit("--aug-shift takes pixels >= 0 and --aug-zoom a share in [0, 1)")
     if args.kd_cache and not args.teacher:
         raise SystemExit("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
     if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):

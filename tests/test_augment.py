@@ -61,17 +61,46 @@ def test_flips_about_half():
     assert 0.44 < flipped.float().mean() < 0.56  # Binomial(1000, 0.5): 6 standard deviations either side
 
 
-def test_shift_stays_within_four_pixels(monkeypatch):
-    """An unflipped face's bright/dark edge (column 24) moves at most SHIFT px (plus a pixel of interpolation)."""
-    monkeypatch.setattr(aug, "ERASE_P", 0.0)
-    n = 400
-    out = augment(_left_bright(n), _gen(2))
-    row = out[:, 0, 24, :]  # the middle row: rotation and zoom about the centre barely move its edge
+def _edge_columns(out):
+    """Where an unflipped face's bright/dark edge (column 24 before the warp) lies on the middle row, where
+    rotation and zoom about the centre barely move it."""
+    row = out[:, 0, 24, :]
     not_flipped = row[:, 4:20].mean(1) > row[:, 28:44].mean(1)
-    first_dark = (row[not_flipped] < -0.5).float().argmax(1).float()
-    assert first_dark.min() >= 24 - aug.SHIFT and first_dark.max() <= 24 + aug.SHIFT + 1
+    return (row[not_flipped] < -0.5).float().argmax(1).float()
+
+
+@pytest.mark.parametrize("shift", [None, 8])
+def test_shift_stays_within_its_pixels_and_covers_them(monkeypatch, shift):
+    """The edge moves at most SHIFT px by default, or `shift` px when asked (plus a pixel of interpolation)."""
+    monkeypatch.setattr(aug, "ERASE_P", 0.0)
+    out = augment(_left_bright(400), _gen(2)) if shift is None else augment(_left_bright(400), _gen(2), shift=shift)
+    shift = aug.SHIFT if shift is None else shift
+    first_dark = _edge_columns(out)
+    assert first_dark.min() >= 24 - shift and first_dark.max() <= 24 + shift + 1
     assert first_dark.std() > 1  # it does move
-    assert first_dark.max() - first_dark.min() >= 2 * aug.SHIFT - 2  # over the whole range
+    assert first_dark.max() - first_dark.min() >= 2 * shift - 2  # over the whole range
+
+
+def test_zoom_scales_a_centred_square_within_its_range(monkeypatch):
+    """A 20-px square at the centre: with no shift its middle row stays 20 px wide without zoom, and spans
+    about 20 * (1 +- zoom) with it (rotation of up to 10 degrees lengthens that row by under 2%)."""
+    monkeypatch.setattr(aug, "ERASE_P", 0.0)
+    x = torch.full((400, 1, 48, 48), -1.0)
+    x[..., 14:34, 14:34] = 1.0
+
+    def widths(zoom):
+        return (augment(x, _gen(4), shift=0, zoom=zoom)[:, 0, 24, :] > 0).sum(1).float()
+
+    plain, zoomed = widths(0.0), widths(0.2)
+    assert plain.min() >= 19 and plain.max() <= 21
+    assert zoomed.min() >= 15 and zoomed.max() <= 26
+    assert zoomed.min() <= 18 and zoomed.max() >= 23  # both ways, near the ends of the range
+
+
+def test_bad_shift_or_zoom_is_a_value_error():
+    for kwargs in ({"shift": -1}, {"zoom": 1.0}, {"zoom": -0.1}):
+        with pytest.raises(ValueError, match="shift must be >= 0 px and zoom in"):
+            augment(_batch(2), _gen(0), **kwargs)
 
 
 def test_erasing_zeroes_rectangles_in_some_faces(monkeypatch):

@@ -370,6 +370,14 @@ def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_bad_augmentation_values_are_short_errors(tmp_path):
+    for flag, value in (("--aug-shift", "-2"), ("--aug-zoom", "1"), ("--aug-zoom", "-0.5")):
+        args = build_parser().parse_args(["train", "--model", "cnn", "--out", str(tmp_path / "run"), flag, value])
+        with pytest.raises(SystemExit, match=r"--aug-shift takes pixels >= 0 and --aug-zoom a share in \[0, 1\)"):
+            train.run(args, [])
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_swa_run_averages_its_last_epochs_at_a_constant_rate_and_resumes_on_the_same_path(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=5)
     run, straight = tmp_path / "run", tmp_path / "straight"
