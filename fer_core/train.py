@@ -268,7 +268,8 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
                disable=None if rank == 0 else True)
     for i in bar:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size][rank::world]
-        x = augment(faces_to_tensor(images[idx], device), g, args.aug_shift, args.aug_zoom).contiguous(memory_format=torch.channels_last)
+        x = augment(faces_to_tensor(images[idx], device), g, args.aug_shift, args.aug_zoom)
+        x = x.contiguous(memory_format=torch.channels_last)
         y, partner, lam = labels[idx].to(device), None, 1.0
         if args.mixup or args.cutmix:
             x, partner, lam = mix(x, g, args.mixup, args.cutmix)

@@ -69,12 +69,11 @@ def _edge_columns(out):
     return (row[not_flipped] < -0.5).float().argmax(1).float()
 
 
-@pytest.mark.parametrize("shift", [None, 8])
-def test_shift_stays_within_its_pixels_and_covers_them(monkeypatch, shift):
+@pytest.mark.parametrize("kwargs, shift", [({}, aug.SHIFT), ({"shift": 8}, 8)])
+def test_shift_stays_within_its_pixels_and_covers_them(monkeypatch, kwargs, shift):
     """The edge moves at most SHIFT px by default, or `shift` px when asked (plus a pixel of interpolation)."""
     monkeypatch.setattr(aug, "ERASE_P", 0.0)
-    out = augment(_left_bright(400), _gen(2)) if shift is None else augment(_left_bright(400), _gen(2), shift=shift)
-    shift = aug.SHIFT if shift is None else shift
+    out = augment(_left_bright(400), _gen(2), **kwargs)
     first_dark = _edge_columns(out)
     assert first_dark.min() >= 24 - shift and first_dark.max() <= 24 + shift + 1
     assert first_dark.std() > 1  # it does move

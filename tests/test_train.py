@@ -370,6 +370,15 @@ def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_augmentation_options_reach_the_training_batches(tmp_path):
+    data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=2)
+    (default,) = _train_in_process(data.path, tmp_path / "default", 1)["history"]
+    (still,) = _train_in_process(data.path, tmp_path / "still", 1, "--aug-shift", "0", "--aug-zoom", "0")["history"]
+    (again,) = _train_in_process(data.path, tmp_path / "again", 1, "--aug-shift", "0", "--aug-zoom", "0")["history"]
+    assert still["train_loss"] != default["train_loss"]  # the same seed, other faces
+    assert abs(still["train_loss"] - again["train_loss"]) <= 1e-4
+
+
 def test_bad_augmentation_values_are_short_errors(tmp_path):
     for flag, value in (("--aug-shift", "-2"), ("--aug-zoom", "1"), ("--aug-zoom", "-0.5")):
         args = build_parser().parse_args(["train", "--model", "cnn", "--out", str(tmp_path / "run"), flag, value])
