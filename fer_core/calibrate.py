@@ -55,9 +55,9 @@ def calibration(logits, labels, split="val") -> dict:
     }
 
 
-def calibrate_card(card: dict, model, val) -> dict:
-    """The card with `temperature` and `calibration` fitted on `val` (a data Split) for `model`."""
+def calibrate_card(card: dict, model, val, dataset="fer2013") -> dict:
+    """The card with `temperature` and `calibration` fitted on `val` (a data Split of `dataset`) for `model`."""
     from .evaluate import predict_logits
     logits = predict_logits(model, val.images, "cpu")
-    c = calibration(logits, val.labels)
+    c = {"dataset": dataset, **calibration(logits, val.labels)}
     return {**card, "temperature": c["temperature"], "calibration": c}

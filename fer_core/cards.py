@@ -1,8 +1,9 @@
 """Shipped weights that describe themselves: weights/NAME.pt (fp16 state dict) + weights/NAME.json.
 
-The card holds the architecture and its args, metrics, history, recipe, dataset fingerprint,
-hardware, latency and the sha256 of the .pt. Loading checks that sha256 before unpickling
-anything and unpickles with `weights_only=True`.
+The card (one schema: card_schema.py) holds the architecture and its args, how to preprocess a face,
+metrics per dataset, history, recipe, dataset fingerprints, hardware, latency and the sha256 of the
+.pt. Loading checks that sha256 before unpickling anything and unpickles with `weights_only=True`.
+The default model is named once, in weights/DEFAULT.
 """
 import hashlib
 import json
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from . import card_schema
+from .atomic import write_atomic
 from .errors import WeightsError
 from .models import create_model
 
@@ -33,12 +36,6 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, write):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
     """Write NAME.pt in fp16 and NAME.json with the file's sha256 and size; returns the card path.
 
@@ -51,7 +48,7 @@ def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
     pt = d / f"{name}.pt"
     state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
-    _write_atomic(pt, lambda p: torch.save(state, p))
+    write_atomic(pt, lambda p: torch.save(state, p))
     size = pt.stat().st_size
     card = {**card, "weights_file": pt.name, "dtype": "float16", "size_bytes": size, "sha256": sha256_file(pt)}
     card.pop("not_shipped", None)
@@ -64,31 +61,48 @@ def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
         kept = Path(overflow_dir) / pt.name
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(pt, kept)  # the run folder may be on another file system
-        card.update(weights_file=None, kept_at=str(kept), not_shipped=(
+        card.update(weights_file=None, kept_at=f"{Path(overflow_dir).name}/{pt.name}", not_shipped=(
             f"its fp16 weights are {size / 2**20:.1f} MiB, over the {MAX_SHIPPED_BYTES / 2**20:g} MiB limit "
-            f"on files in weights/; the file was kept at {kept} on the machine that trained it"))
+            f"on files in weights/; the file was kept in the run folder {Path(overflow_dir).name}/ of the "
+            "machine that trained it"))
     write_card(card, d)
     return d / f"{name}.json"
 
 
 def write_card(card: dict, directory=None):
+    """Write a card after checking it against the schema (a card that does not follow it is not written)."""
+    card_schema.check(card, f"card {card.get('name')!r}")
     path = weights_dir(directory) / f"{card['name']}.json"
-    _write_atomic(path, lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))
+    write_atomic(path, lambda p: p.write_text(json.dumps(card, indent=1) + "\n"))
+
+
+def parse_card(text: str, origin="card") -> dict:
+    """A card from its JSON text: a version-1 card is migrated, then the card is checked against the schema."""
+    card = json.loads(text)
+    if not isinstance(card, dict) or not {"name", "arch"} <= card.keys():
+        raise WeightsError(f"{origin} lacks 'name' or 'arch'")
+    return card_schema.check(card_schema.migrate(card), origin)
 
 
 def read_cards(directory=None) -> list:
-    """Every readable card in the weights folder, sorted by name; unreadable ones are logged and skipped."""
+    """Every valid card in the weights folder, sorted by name; unreadable or invalid ones are logged and skipped."""
     cards = []
     d = weights_dir(directory)
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
         try:
-            card = json.loads(path.read_text())
-            if not isinstance(card, dict) or not {"name", "arch"} <= card.keys():
-                raise ValueError("it lacks 'name' or 'arch'")
-            cards.append(card)
+            cards.append(parse_card(path.read_text(), path.name))
         except (OSError, ValueError) as e:
             log.warning("skipping model card %s: %s", path, e)
     return cards
+
+
+def default_name(directory=None):
+    """The model named in weights/DEFAULT, or None when there is no such file."""
+    path = weights_dir(directory) / "DEFAULT"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def find_card(name=None, directory=None) -> dict:
@@ -98,7 +112,8 @@ def find_card(name=None, directory=None) -> dict:
         raise WeightsError(f"no shipped models: {weights_dir(directory)} holds no model cards (*.json)")
     if name is None:
         shipped = [c for c in cards if not c.get("not_shipped")] or cards
-        defaults = [c for c in shipped if c.get("default")]
+        default = default_name(directory)
+        defaults = [c for c in shipped if c["name"] == default]
         return defaults[0] if defaults else max(shipped, key=val_accuracy)
     for c in cards:
         if c["name"] == name:
@@ -106,8 +121,9 @@ def find_card(name=None, directory=None) -> dict:
     raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
 
 
-def val_accuracy(card: dict) -> float:
-    return card.get("metrics", {}).get("val", {}).get("accuracy", 0.0)
+def val_accuracy(card: dict, dataset=card_schema.PRIMARY) -> float:
+    """Accuracy on `dataset`'s val split (0 when not measured): what models are ranked by."""
+    return card_schema.accuracy(card, dataset) or 0.0
 
 
 def load_model(name=None, directory=None, device="cpu"):
@@ -175,17 +191,15 @@ def healthy_default(cards_list: list, directory=None):
     intact = [c for c in cards_list if c["name"] not in problems]
     if not intact:
         return None, problems
-    defaults = [c for c in intact if c.get("default")]
+    defaults = [c for c in intact if c["name"] == default_name(directory)]
     return (defaults[0] if defaults else max(intact, key=val_accuracy))["name"], problems
 
 
 def set_default(name, directory=None):
-    """Mark `name` as the one default model, clearing the mark on every other card."""
+    """Name `name` as the default model in weights/DEFAULT (no card changes)."""
     cards = read_cards(directory)
     if name not in {c["name"] for c in cards}:
         raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
     if any(c["name"] == name and c.get("not_shipped") for c in cards):
         raise WeightsError(f"{name} cannot be the default: its weights are not shipped")
-    for c in cards:
-        if bool(c.get("default")) != (c["name"] == name):
-            write_card({**c, "default": c["name"] == name}, directory)
+    write_atomic(weights_dir(directory) / "DEFAULT", lambda p: p.write_text(name + "\n"))

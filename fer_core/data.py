@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import write_atomic
 from .emotions import EMOTIONS
 from .errors import DatasetError
 from .preprocess import FACE_SIZE
@@ -236,9 +237,7 @@ def _load_or_decode(src: FER2013) -> dict:
             log.warning("ignoring unreadable dataset cache %s (%s)", cache, e)
     arrays = _decode(src)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    write_atomic(cache, lambda p: np.savez(p, **arrays))
     return _unpack(arrays)
 
 
@@ -309,3 +308,13 @@ def _decode_image(data: bytes) -> np.ndarray:
     if img.shape != (FACE_SIZE, FACE_SIZE):
         img = cv2.resize(img, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
     return img
+
+
+def open_dataset(path=None, detector="auto"):
+    """FER2013 (48x48 crops) or a real-photo set (photos.PhotoSet), told apart by what `path` holds.
+    `path` defaults to env FER2013_PATH; `detector` finds the faces in photos."""
+    from .photos import PhotoSet, is_photo_set
+    path = dataset_path(path)
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}")
+    return PhotoSet(path, detector) if is_photo_set(path) else FER2013(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .data import cache_dir
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,7 @@ def yunet_model_path():
         if len(data) != YUNET_SIZE or hashlib.sha256(data).hexdigest() != YUNET_SHA256:
             raise ValueError("the downloaded file does not match the expected size and sha256")
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, cached)
+        write_bytes_atomic(cached, data)
         return cached
     except Exception as e:  # offline, proxy, HTTP error, bad file: all mean "use Haar"
         _download_failed = True
