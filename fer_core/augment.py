@@ -23,13 +23,17 @@ def _uniform(n, lo, hi, g):
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def augment(x: torch.Tensor, g: torch.Generator, shift: float = SHIFT, zoom: float = ZOOM) -> torch.Tensor:
-    """x: normalised float [N, 1, H, W] -> augmented copy (0 = the mean grey fills the gaps).
-    `shift` (px) and `zoom` (share of the scale) widen or narrow the two warps (`train --aug-shift/--aug-zoom`)."""
-    if shift < 0 or not 0 <= zoom < 1:
-        raise ValueError(f"shift must be >= 0 px and zoom in [0, 1), got {shift} and {zoom}")
+def augment(x: torch.Tensor, g: torch.Generator, shift: float = SHIFT, zoom: float = ZOOM,
+            rotate: float = ROTATE) -> torch.Tensor:
+    """x: normalised float [N, C, H, W] -> augmented copy (0 = the mean grey fills the gaps); the C
+    channels of a face share its warp and erasing. `shift` (px), `zoom` (share of the scale: above 1
+    a tighter crop, below a looser one) and `rotate` (degrees either way, in-plane) set the warp's
+    ranges (`train --aug-shift/--aug-zoom/--aug-rotate`)."""
+    if shift < 0 or not 0 <= zoom < 1 or not 0 <= rotate <= 180:
+        raise ValueError(f"shift must be >= 0 px, zoom in [0, 1) and rotate in [0, 180] degrees, "
+                         f"got {shift}, {zoom} and {rotate}")
     n, _, h, w = x.shape
-    angle = _uniform(n, -ROTATE, ROTATE, g) * math.pi / 180
+    angle = _uniform(n, -rotate, rotate, g) * math.pi / 180
     scale = _uniform(n, 1 - zoom, 1 + zoom, g)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     tx, ty = _uniform(n, -shift, shift, g) * 2 / w, _uniform(n, -shift, shift, g) * 2 / h

@@ -45,7 +45,8 @@ def softmax(logits, temperature=1.0) -> np.ndarray:
 
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """accuracy, macro_f1, per_class, confusion_matrix (rows = true), ece, n."""
+    """accuracy, macro_f1, per_class, confusion_matrix (rows = true), predicted_share (the share of faces
+    called each emotion, whatever their label), ece, n."""
     k = len(EMOTIONS)
     labels = np.asarray(labels, dtype=np.int64)
     pred = probs.argmax(1)
@@ -63,6 +64,7 @@ def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
         "ece": round(expected_calibration_error(probs, labels), 4),
         "labels": list(EMOTIONS),
         "per_class": per_class,
+        "predicted_share": {e: round(float(share), 4) for e, share in zip(EMOTIONS, cm.sum(0) / max(1, len(labels)))},
         "confusion_matrix": cm.tolist(),
     }
 

@@ -26,6 +26,7 @@ alone evaluates, writes checkpoints and exports. `--batch-size` stays the global
 """
 import contextlib
 import json
+from dataclasses import dataclass
 import logging
 import math
 import os
@@ -42,16 +43,20 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import cards
-from .augment import SHIFT, ZOOM, augment, mix
-from .calibrate import calibrate_card
-from .data import FER2013, dataset_path
+from . import card_schema, cards
+from .atomic import write_atomic, write_text_atomic
+from .augment import ROTATE, SHIFT, ZOOM, augment, mix
+from .capture import degrade
+from .data import FER2013, open_dataset
 from .ema import WeightEMA
 from .emotions import EMOTIONS
-from .evaluate import metrics, predict_logits, reliability, softmax
+from .errors import FerError
+from .evaluate import predict_logits
+from .measure import measure_card
+from .mixing import BALANCE, TrainSet
 from .models import count_params, create_model, for_inference
 from .preprocess import faces_to_tensor
-from .speed import cpu_latency_card, cpu_name
+from .speed import cpu_name
 from .swa import WeightSWA
 
 log = logging.getLogger(__name__)
@@ -96,9 +101,69 @@ def add_arguments(p):
     p.add_argument("--aug-shift", type=float, default=SHIFT, help=f"largest shift of a face, px (default {SHIFT})")
     p.add_argument("--aug-zoom", type=float, default=ZOOM,
                    help=f"largest zoom in or out, as a share of the scale (default {ZOOM})")
+    p.add_argument("--aug-rotate", type=float, default=ROTATE,
+                   help=f"largest in-plane rotation, degrees either way (default {ROTATE}; real photos: 25)")
+    for kind, what in CAPTURE_HELP.items():
+        p.add_argument(f"--aug-{kind}", type=float, default=0.0, help=f"share of faces given {what}; 0: off")
     p.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) of Mixup across each batch; 0: off")
     p.add_argument("--cutmix", type=float, default=0.0,
                    help="Beta(a, a) of CutMix across each batch; 0: off (both on: one or the other per batch)")
+    p.add_argument("--extra-data", help="a real-photo set (folder or .zip, see `evaluate --data`) whose train split "
+                                        "joins FER2013's and whose val split is a second val set")
+    p.add_argument("--extra-share", type=float, default=0.25, help="share of each epoch drawn from --extra-data")
+    p.add_argument("--extra-balance", choices=BALANCE, default="sqrt",
+                   help="how --extra-data's classes are drawn: sqrt of their counts (default) or as they are")
+
+
+CAPTURE_HELP = {"blur": "Gaussian blur", "lowres": "low resolution (downscale, then upscale)",
+                "jpeg": "JPEG artefacts", "light": "other gamma, contrast and brightness",
+                "noise": "sensor noise", "occlude": "an occluding rectangle"}
+
+
+def check_args(args):
+    """Raise FerError on options that cannot go together or are out of range (before anything is loaded)."""
+    if not 0 <= args.ema < 1 or args.mixup < 0 or args.cutmix < 0:
+        raise FerError("--ema takes a decay in [0, 1) (0: off); --mixup and --cutmix take an alpha >= 0 (0: off)")
+    if args.aug_shift < 0 or not 0 <= args.aug_zoom < 1 or not 0 <= args.aug_rotate <= 180:
+        raise FerError("--aug-shift takes pixels >= 0, --aug-zoom a share in [0, 1) and --aug-rotate 0-180 degrees")
+    bad = [k for k in CAPTURE_HELP if not 0 <= getattr(args, f"aug_{k}") <= 1]
+    if bad:
+        raise FerError(f"--aug-{bad[0]} takes the share of faces to change, in [0, 1]")
+    if args.kd_cache and not args.teacher:
+        raise FerError("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
+    if args.kd_cache and args.extra_data:
+        raise FerError("--kd-cache holds outputs for FER2013's faces only: use a live --teacher with --extra-data")
+    if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):
+        raise FerError(f"--swa-epochs takes 0 to --epochs ({args.epochs}) epochs and --swa-lr a rate > 0")
+    if args.swa_epochs and args.ema:
+        raise FerError("--swa-epochs and --ema both average the weights: choose one")
+    if args.extra_data and not 0 < args.extra_share < 1:
+        raise FerError("--extra-share takes the share of each epoch drawn from --extra-data, in (0, 1)")
+
+
+def capture_probs(args) -> dict:
+    return {k: getattr(args, f"aug_{k}") for k in CAPTURE_HELP if getattr(args, f"aug_{k}")}
+
+
+@dataclass
+class Run:
+    """What every training step and epoch end needs, in one place instead of a dozen arguments."""
+    args: object
+    model: torch.nn.Module  # the weights being trained (unwrapped)
+    net: torch.nn.Module  # what the forward pass calls: the model, or its DDP wrapper
+    opt: object
+    sched: object
+    device: torch.device
+    amp: bool
+    train: TrainSet
+    vals: dict  # dataset key -> data.Split of its val split
+    out: Path
+    state: dict
+    rank: int = 0
+    world: int = 1
+    teacher: object = None  # a model, a tensor of cached logits, or None
+    ema: object = None
+    swa: object = None
 
 
 def pick_device(name="auto") -> torch.device:
@@ -128,15 +193,7 @@ def _barrier(world):
 
 
 def _save_atomic(obj, path: Path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _save_atomic_text(text: str, path: Path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, lambda p: torch.save(obj, p))
 
 
 def peak_lr(args) -> float:
@@ -229,7 +286,7 @@ def start_from(model, args) -> dict:
     """Load the weights of the shipped model `args.init` into `model`; what the card records of it."""
     source, card = cards.load_model(args.init, args.weights_dir)
     if card["arch"] != args.model:
-        raise SystemExit(f"--init {args.init} is a {card['arch']}, not a {args.model}")
+        raise FerError(f"--init {args.init} is a {card['arch']}, not a {args.model}")
     model.load_state_dict(source.state_dict())
     return {"name": card["name"], "sha256": card["sha256"], "val_accuracy": cards.val_accuracy(card)}
 
@@ -247,18 +304,19 @@ def label_loss(logits, y, partner, lam, label_smoothing):
     return lam * loss + (1 - lam) * F.cross_entropy(logits, y[partner], label_smoothing=label_smoothing)
 
 
-def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp, rank=0, world=1, teacher=None,
-                    ema=None):
-    """One pass over the shuffled training set; under torchrun each rank takes every world-th face of
-    each global batch. With a `teacher` the loss mixes the labels' cross-entropy with distillation from
-    the teacher's outputs: a model runs on the same augmented faces, a tensor holds one row of logits
-    per training face (--kd-cache; mixed faces get the same mix of the two rows' probabilities).
-    With `ema` the average follows every step.
+def train_one_epoch(run: Run, epoch: int):
+    """One epoch over `run.train`'s faces; under torchrun each rank takes every world-th face of each
+    global batch. With a teacher the loss mixes the labels' cross-entropy with distillation on the
+    FER2013 faces (a teacher read on real photos would teach its own mistakes there): a live teacher
+    sees each face's augmented view before the capture corruptions, so the student learns to read a
+    blurred or dark face as the teacher reads the clean one; cached logits (--kd-cache) hold one row per
+    face. With an EMA the average follows every step.
     Returns (mean loss, accuracy against the unmixed labels) over all ranks."""
-    model.train()
+    args, device, data, rank, world = run.args, run.device, run.train, run.rank, run.world
+    run.net.train()
     seed = args.seed * 100_003 + epoch
     g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=g)  # the same order on every rank
+    order = data.epoch_order(g)  # the same order on every rank
     if rank:
         g.manual_seed(seed + 7919 * rank)  # but each rank its own augmentation draws
     torch.manual_seed(seed + 7919 * rank)  # dropout
@@ -268,24 +326,21 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
                disable=None if rank == 0 else True)
     for i in bar:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size][rank::world]
-        x = augment(faces_to_tensor(images[idx], device), g, args.aug_shift, args.aug_zoom)
-        x = x.contiguous(memory_format=torch.channels_last)
-        y, partner, lam = labels[idx].to(device), None, 1.0
+        x, clean = _augmented_batch(run, idx, g)
+        y, partner, lam = data.labels[idx].to(device), None, 1.0
         if args.mixup or args.cutmix:
             x, partner, lam = mix(x, g, args.mixup, args.cutmix)
-        with _autocast(device, amp):
-            logits = model(x)
+        with _autocast(device, run.amp):
+            logits = run.net(x)
         loss = label_loss(logits.float(), y, partner, lam, args.label_smoothing)
-        if teacher is not None:
-            targets = _teacher_targets(teacher, x, idx, partner, lam, args.kd_temperature, device, amp)
-            kd = distillation_loss(logits.float(), targets, args.kd_temperature)
-            loss = (1 - args.kd_alpha) * loss + args.kd_alpha * kd
-        opt.zero_grad(set_to_none=True)
+        if run.teacher is not None:
+            loss = (1 - args.kd_alpha) * loss + args.kd_alpha * _kd_term(run, logits, x, clean, idx, partner, lam)
+        run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update(model)
+        run.opt.step()
+        run.sched.step()
+        if run.ema is not None:
+            run.ema.update(run.model)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -297,8 +352,40 @@ def train_one_epoch(model, images, labels, opt, sched, args, device, epoch, amp,
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
+def _augmented_batch(run: Run, idx, g):
+    """(the batch the student sees, the same faces with the same warp but no capture corruption, or None
+    when no corruption is on). Clean and corrupted faces ride as two channels through one warp."""
+    args = run.args
+    faces = run.train.images[idx]
+    probs = capture_probs(args)
+    if not probs:
+        x = augment(faces_to_tensor(faces, run.device), g, args.aug_shift, args.aug_zoom, args.aug_rotate)
+        return x.contiguous(memory_format=torch.channels_last), None
+    both = torch.stack([faces_to_tensor(faces.cpu(), run.device)[:, 0],
+                        faces_to_tensor(degrade(faces.cpu(), g, probs), run.device)[:, 0]], 1)
+    both = augment(both, g, args.aug_shift, args.aug_zoom, args.aug_rotate)
+    x, clean = both[:, 1:2], both[:, 0:1]
+    return x.contiguous(memory_format=torch.channels_last), clean.contiguous(memory_format=torch.channels_last)
+
+
+def _kd_term(run: Run, logits, x, clean, idx, partner, lam):
+    """The distillation loss over the batch's FER2013 faces (0 when it holds none). A live teacher reads the
+    clean view of an unmixed batch, else what the student read."""
+    args = run.args
+    keep = ~run.train.from_extra(idx).to(logits.device)
+    if partner is not None:
+        keep = keep & keep[partner]
+    if not keep.any():
+        return logits.sum() * 0.0
+    seen = clean if clean is not None and partner is None else x
+    targets = _teacher_targets(run.teacher, seen, idx, partner, lam, args.kd_temperature, run.device, run.amp)
+    return distillation_loss(logits.float()[keep], targets[keep], args.kd_temperature)
+
+
 @torch.no_grad()
 def _teacher_targets(teacher, x, idx, partner, lam, temperature, device, amp):
+    """The teacher's softened probabilities for a batch: rows of cached logits (mixed like the faces), or
+    a live teacher's outputs on `x`."""
     if isinstance(teacher, torch.Tensor):
         targets = soft_targets(teacher[idx.to(teacher.device)], temperature)
         return targets if partner is None else lam * targets + (1 - lam) * targets[partner]
@@ -308,22 +395,13 @@ def _teacher_targets(teacher, x, idx, partner, lam, temperature, device, amp):
 
 def run(args, argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     rank, world = start_distributed(device)
     if args.batch_size % world:
-        raise SystemExit(f"--batch-size {args.batch_size} must divide evenly among {world} processes")
-    if not 0 <= args.ema < 1 or args.mixup < 0 or args.cutmix < 0:
-        raise SystemExit("--ema takes a decay in [0, 1) (0: off); --mixup and --cutmix take an alpha >= 0 (0: off)")
-    if args.aug_shift < 0 or not 0 <= args.aug_zoom < 1:
-        raise SystemExit("--aug-shift takes pixels >= 0 and --aug-zoom a share in [0, 1)")
-    if args.kd_cache and not args.teacher:
-        raise SystemExit("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
-    if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):
-        raise SystemExit(f"--swa-epochs takes 0 to --epochs ({args.epochs}) epochs and --swa-lr a rate > 0")
-    if args.swa_epochs and args.ema:
-        raise SystemExit("--swa-epochs and --ema both average the weights: choose one")
+        raise FerError(f"--batch-size {args.batch_size} must divide evenly among {world} processes")
     name = args.name or args.model
     out = Path(args.out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
@@ -331,28 +409,20 @@ def run(args, argv=None):
     model = create_model(args.model, pretrained=args.pretrained)
     init = start_from(model, args) if args.init else None
     model = model.to(device, memory_format=torch.channels_last)
-    data = FER2013(dataset_path(args.data))
-    train, val = data.load("train"), data.load("val")
-    images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
-    if device.type == "cuda":
-        images, labels = images.to(device), labels.to(device)
-
-    opt, sched = _optimizer_and_schedule(model, args, len(labels) // args.batch_size)
+    datasets = _datasets(args)
+    train_set = _train_set(args, datasets, device)
+    opt, sched = _optimizer_and_schedule(model, args, train_set.epoch_size() // args.batch_size)
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "recipe": recipe_command(argv), "wall_s": 0.0}
     if init:
         state["init"] = init
+    if args.extra_data:
+        state["extra_data"] = {"source": datasets[1].path.name, "share": args.extra_share,
+                               "balance": args.extra_balance, "drawn_share": train_set.drawn_share()}
     last = out / "last.pt"
     ckpt = torch.load(last, map_location=device, weights_only=True) if args.resume and last.exists() else None
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
-        state, recipe = ckpt["state"], recipe_command(argv)
-        if state["recipe"] != recipe:  # e.g. a shorter --epochs: the card keeps what ran before
-            state.setdefault("earlier_recipes", []).append({"recipe": state["recipe"], "until_epoch": state["epoch"]})
-        state["recipe"] = recipe  # the last command sets the rest of the schedule
+        state = _resume(ckpt, model, opt, sched, argv)
         log.info("resumed %s at epoch %d (best val %.4f)", last, state["epoch"], state["best_acc"])
-
     ema = WeightEMA(model, args.ema) if args.ema else None  # a run resumed without one averages from here on
     if ema is not None and ckpt is not None and "ema" in ckpt:
         ema.load_state_dict(ckpt["ema"])
@@ -361,38 +431,27 @@ def run(args, argv=None):
     swa = WeightSWA(model) if args.swa_epochs and rank == 0 else None  # rank 0 alone evaluates and exports
     if swa is not None and ckpt is not None and "swa" in ckpt:
         swa.load_state_dict(ckpt["swa"])
-    amp = use_amp(device, args.amp)
-    teacher = None
-    if args.teacher:
-        teacher, teacher_card = load_teacher(args.teacher, device, args.weights_dir)
-        state["teacher"] = {"name": teacher_card["name"], "sha256": teacher_card.get("sha256") or
-                            [m["sha256"] for m in teacher_card.get("members", [])],
-                            "val_accuracy": cards.val_accuracy(teacher_card),
-                            "alpha": args.kd_alpha, "temperature": args.kd_temperature}
-        if args.kd_cache:
-            state["teacher"]["targets"] = "unaugmented training faces, mean of face and mirror (--kd-cache)"
-            teacher = cached_teacher_logits(teacher, state["teacher"], data, train.images, out, device, rank, world)
     net = model
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    r = Run(args, model, net, opt, sched, device, use_amp(device, args.amp), train_set,
+            {card_schema.dataset_key(d.path.name): d.load("val") for d in datasets}, out, state, rank, world,
+            ema=ema, swa=swa)
+    r.teacher = _teacher(r, datasets[0]) if args.teacher else None
     if rank == 0:
-        print(f"training {args.model} ({count_params(model):,} params) on {device} (bf16: {amp}) for {args.epochs} "
-              f"epochs; train {len(labels)}, val {len(val)}" + (f"; {world} processes" if world > 1 else "")
-              + (f"; val and export use the weights' EMA ({args.ema})" if ema is not None else ""), flush=True)
+        _announce(r)
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
-        loss, acc = train_one_epoch(net, images, labels, opt, sched, args, device, epoch, amp, rank, world, teacher,
-                                    ema)
+        result = train_one_epoch(r, epoch)
         if rank == 0:
             if swa is not None and epoch >= args.epochs - args.swa_epochs:
-                swa.update(model, images, _autocast(device, amp))
+                swa.update(model, train_set.images[:train_set.n_primary], _autocast(device, r.amp))
                 state["swa"]["averaged"] = swa.count
-            _end_epoch(model, opt, sched, state, out, val, device, epoch, (loss, acc), time.time() - t0, args.epochs,
-                       ema, swa)
+            end_epoch(r, epoch, result, time.time() - t0)
         _barrier(world)  # the others wait until rank 0 has written the checkpoint
 
     if not args.no_export and rank == 0:
-        path = export(args, name, out, data, device, state)
+        path = export(args, name, out, datasets, device, state)
         print(f"exported {path}", flush=True)
     _barrier(world)
     if world > 1:
@@ -400,77 +459,143 @@ def run(args, argv=None):
     return state
 
 
-def _end_epoch(model, opt, sched, state, out, val, device, epoch, train_result, seconds, epochs, ema=None,
-               swa=None):
-    """Val pass, history row, best.pt when val improved, last.pt for --resume (all written atomically).
-    With `ema`, or `swa` once it holds weights, the averaged weights are the ones evaluated and kept as best.pt."""
+def _datasets(args) -> list:
+    """FER2013, then the --extra-data photo set when given."""
+    fer = open_dataset(args.data)
+    if not isinstance(fer, FER2013):
+        raise FerError(f"--data must be FER2013 (48x48 faces); {fer.path.name} holds photos: pass it as --extra-data")
+    if not args.extra_data:
+        return [fer]
+    extra = open_dataset(args.extra_data)
+    for split in ("train", "val"):
+        if split not in extra.splits:
+            raise FerError(f"--extra-data {extra.path.name} has no {split} split (it has: {', '.join(extra.splits)})")
+    return [fer, extra]
+
+
+def _train_set(args, datasets, device) -> TrainSet:
+    extra = datasets[1].load("train") if len(datasets) > 1 else None
+    data = TrainSet.build(datasets[0].load("train"), extra, args.extra_share, args.extra_balance)
+    if device.type == "cuda":
+        data.images, data.labels = data.images.to(device), data.labels.to(device)
+    return data
+
+
+def _resume(ckpt, model, opt, sched, argv) -> dict:
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    sched.load_state_dict(ckpt["sched"])
+    state, recipe = ckpt["state"], recipe_command(argv)
+    if state["recipe"] != recipe:  # e.g. a shorter --epochs: the card keeps what ran before
+        state.setdefault("earlier_recipes", []).append({"recipe": state["recipe"], "until_epoch": state["epoch"]})
+    state["recipe"] = recipe  # the last command sets the rest of the schedule
+    return state
+
+
+def _teacher(r: Run, fer):
+    args = r.args
+    teacher, teacher_card = load_teacher(args.teacher, r.device, args.weights_dir)
+    r.state["teacher"] = {"name": teacher_card["name"], "sha256": teacher_card.get("sha256") or
+                          [m["sha256"] for m in teacher_card.get("members", [])],
+                          "val_accuracy": cards.val_accuracy(teacher_card),
+                          "alpha": args.kd_alpha, "temperature": args.kd_temperature}
+    if args.extra_data:
+        r.state["teacher"]["faces"] = "FER2013's only (real photos learn from their labels)"
+    if args.kd_cache:
+        r.state["teacher"]["targets"] = "unaugmented training faces, mean of face and mirror (--kd-cache)"
+        return cached_teacher_logits(teacher, r.state["teacher"], fer, r.train.images, r.out, r.device, r.rank,
+                                     r.world)
+    return teacher
+
+
+def _announce(r: Run):
+    args = r.args
+    extra = f" + {r.train.epoch_size() - r.train.n_primary} drawn from {args.extra_data}" if r.train.n_extra else ""
+    print(f"training {args.model} ({count_params(r.model):,} params) on {r.device} (bf16: {r.amp}) for "
+          f"{args.epochs} epochs; train {r.train.n_primary}{extra}, val "
+          + ", ".join(f"{k} {len(v)}" for k, v in r.vals.items())
+          + (f"; {r.world} processes" if r.world > 1 else "")
+          + (f"; val and export use the weights' EMA ({args.ema})" if r.ema is not None else ""), flush=True)
+
+
+def end_epoch(r: Run, epoch, train_result, seconds):
+    """Val pass on every val set, history row, best.pt when the mean val accuracy improved, last.pt for
+    --resume (all written atomically). With an EMA, or SWA once it holds weights, the averaged weights
+    are the ones evaluated and kept as best.pt."""
     loss, acc = train_result
-    kept = ema.model if ema is not None else model
-    if swa is not None and swa.count:
-        kept = swa.model
-    logits = predict_logits(kept, val.images, device)
-    val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels)))
-    val_acc = float((logits.argmax(1) == val.labels).mean())
-    state["history"].append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
-                             "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4),
-                             "lr": round(sched.get_last_lr()[0], 6), "seconds": round(seconds, 1)})
+    kept = r.ema.model if r.ema is not None else r.model
+    if r.swa is not None and r.swa.count:
+        kept = r.swa.model
+    row = {"epoch": epoch + 1, "train_loss": round(loss, 4), "train_acc": round(acc, 4)}
+    accs = []
+    for i, (key, val) in enumerate(r.vals.items()):
+        logits = predict_logits(kept, val.images, r.device)
+        prefix = "val" if i == 0 else f"{key}_val"
+        row[f"{prefix}_loss"] = round(float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val.labels))), 4)
+        row[f"{prefix}_acc"] = round(float((logits.argmax(1) == val.labels).mean()), 4)
+        accs.append(row[f"{prefix}_acc"])
+    row.update(lr=round(r.sched.get_last_lr()[0], 6), seconds=round(seconds, 1))
+    state = r.state
+    state["history"].append(row)
     state["epoch"], state["wall_s"] = epoch + 1, state["wall_s"] + seconds
-    if val_acc > state["best_acc"]:
-        state["best_acc"] = val_acc
-        _save_atomic(kept.state_dict(), out / "best.pt")
-    checkpoint = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "state": state}
-    if ema is not None:
-        checkpoint["ema"] = ema.state_dict()
-    if swa is not None:
-        checkpoint["swa"] = swa.state_dict()
-    _save_atomic(checkpoint, out / "last.pt")
-    _save_atomic_text(json.dumps(state["history"], indent=1), out / "history.json")
-    print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  acc {acc:.4f}  val_loss {val_loss:.4f}  "
-          f"val_acc {val_acc:.4f}  lr {sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)
+    score = sum(accs) / len(accs)  # with real photos: their val and FER2013's count alike
+    if score > state["best_acc"]:
+        state["best_acc"] = score
+        _save_atomic(kept.state_dict(), r.out / "best.pt")
+    checkpoint = {"model": r.model.state_dict(), "opt": r.opt.state_dict(), "sched": r.sched.state_dict(),
+                  "state": state}
+    if r.ema is not None:
+        checkpoint["ema"] = r.ema.state_dict()
+    if r.swa is not None:
+        checkpoint["swa"] = r.swa.state_dict()
+    _save_atomic(checkpoint, r.out / "last.pt")
+    write_text_atomic(r.out / "history.json", json.dumps(state["history"], indent=1))
+    print(f"epoch {epoch + 1}/{r.args.epochs}  loss {loss:.4f}  acc {acc:.4f}  "
+          + "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith("_acc") and k != "train_acc")
+          + f"  lr {r.sched.get_last_lr()[0]:.5f}  {seconds:.0f}s", flush=True)
 
 
-def export(args, name, out: Path, data: FER2013, device, state) -> Path:
+def export(args, name, out: Path, datasets: list, device, state) -> Path:
     """Write the best epoch's weights (fp16) and their card, with metrics measured on those fp16 weights."""
     model = create_model(args.model)
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
     card = {
-        "name": name, "arch": args.model, "arch_args": {}, "default": bool(args.default),
-        "labels": list(EMOTIONS), "params": count_params(model),
-        "recipe": state["recipe"], "history": state["history"],
-        "train_args": {k: v for k, v in vars(args).items() if k not in {"func", "command"}},
-        "dataset": {"source": data.path.name, "layout": data.layout, "fingerprint": data.fingerprint(),
-                    "counts": data.counts()},
+        "schema_version": card_schema.SCHEMA_VERSION, "name": name, "arch": args.model, "arch_args": {},
+        "labels": list(EMOTIONS), "params": count_params(model), "preprocess": dict(card_schema.PREPROCESS),
+        "intended_use": card_schema.INTENDED_USE, "limitations": card_schema.LIMITATIONS,
+        "recipe": card_schema.portable(state["recipe"]), "history": state["history"],
+        "train_args": card_schema.portable_args({k: v for k, v in vars(args).items() if k not in {"func", "command"}}),
         "hardware": {"device": str(device), "name": _device_name(device), "torch": torch.__version__,
                      "python": platform.python_version()},
         "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp),
         "best_epoch": _best_epoch(state["history"]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "metrics": {}, "datasets": {},
     }
-    if state.get("teacher"):
-        card["distilled_from"] = state["teacher"]
-    for key, field in (("init", "initialized_from"), ("swa", "swa")):
+    if capture_probs(args) or args.aug_rotate != ROTATE:
+        card["augment"] = {"rotate": args.aug_rotate, "shift": args.aug_shift, "zoom": args.aug_zoom,
+                           "capture": capture_probs(args)}
+    for key, field in (("teacher", "distilled_from"), ("init", "initialized_from"), ("swa", "swa"),
+                       ("extra_data", "extra_data"), ("earlier_recipes", "earlier_recipes")):
         if state.get(key):
             card[field] = state[key]
-    if state.get("earlier_recipes"):
-        card["earlier_recipes"] = state["earlier_recipes"]
+    for row in card.get("earlier_recipes", []):
+        row["recipe"] = card_schema.portable(row["recipe"])
     card_path = cards.save_weights(model, card, args.weights_dir, overflow_dir=out)
     card = cards.find_card(name, args.weights_dir)
     fp16_model = cards.load_file(cards.weights_path(card, args.weights_dir), card).eval()  # measure the fp16 file
-    val = data.load("val")
-    card["metrics"] = {}
-    for key, tta in (("val", "none"), ("val_tta", "flip")):
-        probs = softmax(predict_logits(fp16_model, val.images, "cpu", tta=tta))
-        card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
-    card = calibrate_card(card, fp16_model, val)
-    card["cpu_ms_per_face"] = cpu_latency_card(fp16_model)
-    cards.write_card(card, args.weights_dir)
+    cards.write_card(measure_card(card, fp16_model, datasets), args.weights_dir)
     if args.default:
         cards.set_default(name, args.weights_dir)
     return card_path
 
 
 def _best_epoch(history):
-    return max(history, key=lambda h: h["val_acc"])["epoch"] if history else 0
+    """The epoch best.pt holds: the best mean over the val sets (FER2013's, and real photos' if any)."""
+    def score(h):
+        accs = [v for k, v in h.items() if k.endswith("val_acc")]
+        return sum(accs) / len(accs)
+    return max(history, key=score)["epoch"] if history else 0
 
 
 def _device_name(device) -> str:
