@@ -7,8 +7,8 @@ import streamlit as st
 
 from fer_core import FerError
 from fer_core.cards import healthy_default, read_cards, weights_dir
+from fer_core.faces import DETECTORS
 
-DETECTORS = ("auto", "yunet", "haar")
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"
 
 

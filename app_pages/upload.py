@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart
-from fer_core.export import results_rows, to_csv, to_json
+from fer_core.downloads import results_rows, to_csv, to_json
 from fer_core.gradcam import grad_cam, overlay
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]

@@ -8,6 +8,8 @@ import sys
 
 from .errors import FerError
 
+DATA_HELP = "FER2013 .zip, folder or .csv (default: env FER2013_PATH)"  # every command's --data
+
 
 def cmd_train(args):
     from . import train
@@ -133,7 +135,7 @@ def build_parser():
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="metrics of a shipped model on a split")
     e.add_argument("--model", help="shipped model name (default: the default model)")
-    e.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    e.add_argument("--data", help=DATA_HELP)
     e.add_argument("--split", default="val", choices=["train", "val", "test"])
     e.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA,
                    help="average over views of each face: flip (the default for a bare --tta) with its mirror, "
@@ -142,12 +144,12 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
     c = sub.add_parser("calibrate", help="fit a shipped model's temperature on val and store it in its card")
     c.add_argument("--model", help="shipped model name (default: the default model)")
-    c.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    c.add_argument("--data", help=DATA_HELP)
     c.set_defaults(func=cmd_calibrate)
     n = sub.add_parser("ensemble", help="combine shipped models into one (mean of calibrated probabilities)")
     n.add_argument("--members", nargs="+", required=True, help="names of shipped models")
     n.add_argument("--name", default="ensemble", help="name of the ensemble's card")
-    n.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    n.add_argument("--data", help=DATA_HELP)
     n.add_argument("--default", action="store_true", help="mark the ensemble as the app's default")
     n.set_defaults(func=cmd_ensemble)
     b = sub.add_parser("benchmark", help="CPU latency per face and per 640x480 frame, load time, peak memory")

@@ -44,13 +44,20 @@ def softmax(logits, temperature=1.0) -> np.ndarray:
     return F.softmax(torch.as_tensor(logits) / temperature, dim=1).numpy()
 
 
+def confusion_matrix(labels, pred) -> np.ndarray:
+    """int64 [7, 7] counts of (true label, predicted label): rows = true, columns = predicted."""
+    k = len(EMOTIONS)
+    labels, pred = np.asarray(labels, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+
+
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     """accuracy, macro_f1, per_class, confusion_matrix (rows = true), predicted_share (the share of faces
     called each emotion, whatever their label), ece, n."""
     k = len(EMOTIONS)
     labels = np.asarray(labels, dtype=np.int64)
     pred = probs.argmax(1)
-    cm = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+    cm = confusion_matrix(labels, pred)
     tp = np.diag(cm).astype(float)
     precision = np.divide(tp, cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
     recall = np.divide(tp, cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)

@@ -4,7 +4,6 @@ Everything takes plain arrays or Split objects and returns arrays, dicts or plot
 Streamlit page only lays them out (and caches them).
 """
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,9 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
+from .data import dataset_path
 from .emotions import EMOTIONS
+from .errors import DatasetError
 
 PAGE_COLUMNS, PAGE_ROWS = 8, 4
 PAGE_SIZE = PAGE_COLUMNS * PAGE_ROWS
@@ -272,14 +273,15 @@ def misclassified(probs, labels) -> Mistakes:
 
 def confusion_counts(mistakes: Mistakes, labels) -> np.ndarray:
     """int64 [7, 7] confusion matrix (rows = true) rebuilt from the mistakes and all labels."""
-    k = len(EMOTIONS)
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (mistakes.true, mistakes.pred), 1)
-    right = np.bincount(np.asarray(labels), minlength=k) - np.bincount(mistakes.true, minlength=k)
-    cm[np.arange(k), np.arange(k)] = right
-    return cm
+    from .evaluate import confusion_matrix  # torch: only when asked
+    pred = np.array(labels, dtype=np.int64)
+    pred[mistakes.index] = mistakes.pred
+    return confusion_matrix(labels, pred)
 
 
 def env_dataset_path() -> str:
     """The dataset path from env FER2013_PATH ('' when unset), to prefill the explorer's path box."""
-    return os.environ.get("FER2013_PATH", "")
+    try:
+        return str(dataset_path())
+    except DatasetError:
+        return ""
