@@ -3,8 +3,10 @@ Grad-CAM heat maps on request, and the results as CSV or JSON. The work is fer_c
 import streamlit as st
 
 import ui
+from fer_core import FerError
 from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart
 from fer_core.downloads import results_rows, to_csv, to_json
+from fer_core.examples import example_photo
 from fer_core.gradcam import grad_cam, overlay
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
@@ -21,7 +23,8 @@ def analysed(_recognizer, selection, name, data, tta):
 
 
 def pictures() -> list:
-    """(name, bytes) for each uploaded file, then the camera snapshot if one was taken."""
+    """(name, bytes) for each uploaded file, then the camera snapshot if one was taken; with neither, the
+    bundled example photo once its button was clicked."""
     files = st.file_uploader("Photos: JPEG, PNG, WebP, BMP or GIF, one or many", type=IMAGE_TYPES,
                              accept_multiple_files=True, key="upload_files", max_upload_size=PHOTO_MB)
     found = [(f.name, f.getvalue()) for f in files or []]
@@ -31,6 +34,16 @@ def pictures() -> list:
         shot = st.camera_input("Camera snapshot", key="camera_shot")
         if shot is not None:
             found.append(("camera snapshot", shot.getvalue()))
+    if found:
+        st.session_state.pop("show_example", None)  # the visitor's own photos replace the example
+    elif st.button("Try an example", key="try_example", icon=":material/photo:",
+                   help="Classify a bundled photo (NASA's portrait of astronaut Eileen Collins, public domain) "
+                        "exactly as an upload.") or st.session_state.get("show_example"):
+        st.session_state["show_example"] = True  # kept while the toggles below rerun the page
+        try:
+            found.append(example_photo())
+        except FerError as e:
+            st.error(str(e))
     return found
 
 

@@ -122,7 +122,8 @@ def test_image_contains_the_app_and_the_weights():
     patterns = dockerignore()
     weights = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "weights").glob("*.*"))
     assert any(w.endswith(".pt") for w in weights)
-    needed = weights + ["app.py", "ui.py", "requirements.txt", ".streamlit/config.toml", "fer_core/__init__.py"]
+    needed = weights + ["app.py", "ui.py", "requirements.txt", ".streamlit/config.toml", "fer_core/__init__.py",
+                         "assets/examples/astronaut.jpg"]  # the upload page's "Try an example"
     needed += re.findall(r"st\.Page\(\s*\"([^\"]+\.py)\"", (REPO / "app.py").read_text())
     left_out = [p for p in needed if ignored(p, patterns)]
     assert not left_out, f".dockerignore leaves out {left_out}"

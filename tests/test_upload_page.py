@@ -1,6 +1,7 @@
 """The "Upload & classify" page, driven through the app's router with Streamlit's AppTest: files go in
 through AppTest's own file_uploader / camera_input support (Streamlit >= 1.6x stages the bytes the way a
 browser upload would), and the tests read what the page shows."""
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from skimage import data
 from streamlit.testing.v1 import AppTest
 
 from fer_core import EMOTIONS, EmotionRecognizer
+from fer_core.examples import EXAMPLE, EXAMPLES_DIR, example_photo
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
@@ -138,6 +140,37 @@ def test_mirror_tta_toggle_matches_the_recognizer(app, astronaut_png):
     assert not app.exception
     (_, probs), = chart_bars(app)
     np.testing.assert_allclose(probs, expected["none"], atol=1e-5)
+
+
+def test_try_an_example_classifies_the_bundled_photo_as_an_upload(app):
+    """The button reads assets/examples/astronaut.jpg through the upload path: the same name, result and chart
+    as uploading that file; it stays through a toggle's rerun, and the visitor's own photo replaces it."""
+    assert [b.label for b in app.button] == ["Try an example"]
+    app.button(key="try_example").click().run()
+    assert not app.exception and not app.error
+    assert values(app.subheader) == ["astronaut.jpg"]
+    face_line, = [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert face_line.startswith("**Face 1: happy ")
+    (emotions, example_probs), = chart_bars(app)
+    assert emotions[int(np.argmax(example_probs))] == "happy" and max(example_probs) > 0.8
+    assert [b.label for b in app.download_button] == ["Download CSV", "Download JSON"]
+    app.toggle(key="show_gradcam").set_value(True).run()
+    assert not app.exception and values(app.subheader) == ["astronaut.jpg"]
+    assert "Grad-CAM for happy" in [c for image in app.image for c in image.captions]
+    name, data_ = example_photo()
+    upload(app, (name, data_, "image/jpeg"))
+    assert not app.exception and values(app.subheader) == ["astronaut.jpg"]  # the upload, not the example too
+    assert not app.button  # no example offered beside the visitor's photos
+    (_, uploaded_probs), = chart_bars(app)
+    assert uploaded_probs == example_probs
+
+
+def test_the_example_photo_is_small_and_says_where_it_comes_from():
+    name, data_ = example_photo()
+    assert name == EXAMPLE and len(data_) < 200_000
+    assert Image.open(io.BytesIO(data_)).format == "JPEG"
+    source = (EXAMPLES_DIR / "SOURCE.md").read_text()
+    assert EXAMPLE in source and "public domain" in source and "NASA" in source
 
 
 def test_camera_snapshot(app, astronaut_jpeg):
