@@ -3,7 +3,8 @@
 Reports per-face classification latency at batch 1 and 16 (median and p95), per-frame latency at
 640x480 for the webcam's detect + classify with each detector on real frames (a video, else a photo), the time
 the upload page takes for a 12-megapixel photo (decode, detect, classify, draw), the model's load
-time and the process's peak RSS. `--write-card` stores the per-face figures in the
+time and the process's peak RSS, with the machine (CPU model, cores, SIMD flags) and the backend (int8 or torch)
+beside every figure. `--write-card` stores the per-face figures in the
 model's card (the dashboard and the README table read them from there).
 """
 import os
@@ -20,10 +21,9 @@ from .errors import FerError
 from .faces import yunet_model_path
 from .images import load_image
 from .live import LiveProcessor
-from .models import for_inference
 from .preprocess import crop_face
 from .recognizer import EmotionRecognizer
-from .speed import cpu_name, latency_ms
+from .speed import cpu_name, latency_ms, machine, machine_line
 
 FRAME_SIZE = (640, 480)  # width, height of a webcam frame
 FRAMES = 60  # frames timed per detector
@@ -117,16 +117,16 @@ def photo_latency(recognizer, data: bytes, runs=PHOTO_RUNS) -> dict:
     return {**_stats(times), "megapixels": round(result.size[0] * result.size[1] / 1e6, 1), "faces": len(result.faces)}
 
 
-def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None) -> dict:
+def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None, backend="int8") -> dict:
     t = time.perf_counter()
-    net, card = cards.load_model(model)
-    net = for_inference(net)  # as EmotionRecognizer runs it
+    rec = EmotionRecognizer(model, "haar", backend=backend)  # the network as the app runs it
     load_s = time.perf_counter() - t
+    card = rec.card
     frames = frames_from(video, image, frames or FRAMES)
     result = {
-        "model": card["name"], "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "load_s": round(load_s, 3),
-        "per_face_ms": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30)},
+        "model": card["name"], "backend": rec.backend_used, "machine": machine(), "cpu": cpu_name(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "load_s": round(load_s, 3),
+        "per_face_ms": {"batch1": latency_ms(rec.net, 1), "batch16": latency_ms(rec.net, 16, runs=30)},
         "per_frame_ms": {},
     }
     photo = photo_jpeg(frames[0])
@@ -136,7 +136,7 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
             skipped = {"skipped": "no YuNet model (set FER_YUNET_MODEL)"}
             result["per_frame_ms"][name] = result["photo_12mp_ms"][name] = skipped
             continue
-        recognizer = EmotionRecognizer(card["name"], name)
+        recognizer = EmotionRecognizer(card["name"], name, backend=backend)
         result["per_frame_ms"][name] = frame_latency(recognizer, frames)
         result["photo_12mp_ms"][name] = photo_latency(recognizer, photo)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -144,18 +144,22 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
 
 
 def write_card(result: dict):
-    """Store the measured per-face latency in the model's card."""
+    """Store the measured per-face latency in the model's card: in its int8 block when int8 was timed."""
     card = cards.find_card(result["model"])
-    card["cpu_ms_per_face"] = {**result["per_face_ms"], "threads": result["threads"], "cpu": result["cpu"],
-                               "torch": result["torch"], "source": "python -m fer_core benchmark"}
+    figures = {**result["per_face_ms"], "torch": result["torch"], **result["machine"],
+               "source": f"python -m fer_core benchmark --backend {result['backend']}"}
+    if result["backend"] == "int8":
+        card["int8"] = {**card["int8"], "cpu_ms_per_face": {**card["int8"]["cpu_ms_per_face"], **figures}}
+    else:
+        card["cpu_ms_per_face"] = figures
     cards.write_card(card)
 
 
 def format_result(r: dict) -> str:
-    lines = [f"{r['model']} on {r['cpu']} ({r['threads']} threads, torch {r['torch']})",
+    lines = [f"{r['model']} ({r['backend']}) on {machine_line(r['machine'])}, torch {r['torch']}",
              f"model load {r['load_s'] * 1000:.0f} ms; peak RSS {r['peak_rss_mb']:.0f} MB"]
     for k, v in r["per_face_ms"].items():
-        lines.append(f"per face, {k:<8} median {v['median']:.3f} ms  p95 {v['p95']:.3f} ms")
+        lines.append(f"per face ({r['backend']}), {k:<8} median {v['median']:.3f} ms  p95 {v['p95']:.3f} ms")
     for k, v in r["per_frame_ms"].items():
         if "skipped" in v:
             lines.append(f"640x480 frame, {k}: skipped ({v['skipped']})")

@@ -59,7 +59,7 @@ def cmd_ensemble(args):
 def cmd_benchmark(args):
     from . import benchmark
     detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
-    result = benchmark.run(args.model, detectors, args.video, args.image, args.frames)
+    result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend)
     if args.write_card:
         benchmark.write_card(result)
     print(json.dumps(result, indent=1) if args.json else benchmark.format_result(result))
@@ -97,7 +97,7 @@ def cmd_models(args):
 
 def cmd_predict(args):
     from .recognizer import EmotionRecognizer
-    rec = EmotionRecognizer(model=args.model, detector=args.detector)
+    rec = EmotionRecognizer(model=args.model, detector=args.detector, backend=args.backend)
     results, failed = [], False
     for image in args.images:
         try:
@@ -107,6 +107,19 @@ def cmd_predict(args):
             results.append({"image": image, "error": str(e)})
     print(json.dumps(results, indent=1))
     return 1 if failed else 0
+
+
+def cmd_quantize(args):
+    from . import int8
+    card = int8.build(args.model, args.data, calibration=args.calibration)
+    q = card["int8"]
+    for ds, m in q["metrics"].items():
+        fp32 = card["metrics"].get(ds, {})
+        print(f"{card['name']} int8 on {ds} val: {m['val']['accuracy']:.2%} (fp32 "
+              f"{fp32.get('val', {}).get('accuracy', float('nan')):.2%}), flip TTA {m['val_tta']['accuracy']:.2%} "
+              f"(fp32 {fp32.get('val_tta', {}).get('accuracy', float('nan')):.2%})")
+    print(f"{q['file']}: {q['size_bytes'] / 2**20:.2f} MiB, {q['cpu_ms_per_face']['batch1']['median']:.3f} ms per "
+          f"face at batch 1 on {q['cpu_ms_per_face']['cpu']}")
 
 
 def cmd_default(args):
@@ -160,6 +173,8 @@ def build_parser():
     b.add_argument("--frames", type=int, default=60, help="frames timed per detector")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--write-card", action="store_true", help="store the per-face latency in the model's card")
+    b.add_argument("--backend", default="int8", choices=["int8", "torch"],
+                   help="int8: the card's ONNX Runtime file (fp32 PyTorch when it has none); torch: fp32 PyTorch")
     b.set_defaults(func=cmd_benchmark)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")
@@ -171,7 +186,14 @@ def build_parser():
     r.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA,
                    help="average over views of each face, as in evaluate (a bare --tta: flip)")
     r.add_argument("--json", action="store_true", help="JSON output (the only format; kept for scripts)")
+    r.add_argument("--backend", default="int8", choices=["int8", "torch"],
+                   help="int8: the card's ONNX Runtime file (fp32 PyTorch when it has none); torch: fp32 PyTorch")
     r.set_defaults(func=cmd_predict)
+    q = sub.add_parser("quantize", help="write weights/NAME.int8.onnx (static int8, ONNX Runtime) and measure it")
+    q.add_argument("--model", help="shipped model name (default: the default model)")
+    q.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    q.add_argument("--calibration", type=int, default=1024, help="training faces that calibrate the int8 ranges")
+    q.set_defaults(func=cmd_quantize)
     d = sub.add_parser("default", help="mark a shipped model as the app's default")
     d.add_argument("name")
     d.set_defaults(func=cmd_default)

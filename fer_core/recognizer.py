@@ -1,16 +1,23 @@
 """EmotionRecognizer: faces and their emotions in a picture, from a shipped model."""
+import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .cards import load_model
+from . import int8
+from .cards import find_card, load_model
 from .emotions import EMOTIONS
+from .errors import FerError
 from .evaluate import predict_logits, softmax
 from .faces import create_detector
 from .images import load_image
 from .models import for_inference
 from .preprocess import FACE_SIZE, crop_face
+
+log = logging.getLogger(__name__)
+BACKENDS = ("int8", "torch")
 
 
 @dataclass
@@ -30,14 +37,43 @@ class EmotionRecognizer:
 
     model: a shipped model name (see `python -m fer_core models`), None for the default.
     detector: "auto" (YuNet when available, else Haar), "yunet" or "haar".
+    backend: "int8" (the card's ONNX Runtime int8 file, fer_core.int8; where it is missing, corrupt or stale, or
+    the device is not the CPU, a logged warning names the problem and the fp32 PyTorch model is used) or "torch".
+    `backend_used` says which one classifies; `model` is always the PyTorch model (Grad-CAM's), loaded on first use.
     """
 
-    def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None):
-        self.device = torch.device(device)
-        model, self.card = load_model(model, weights_dir, self.device)
-        self.model = for_inference(model)  # BatchNorm folded, channels-last: faster on a CPU
+    def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None, backend="int8"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.device, self.weights_dir = torch.device(device), weights_dir
+        self.card = find_card(model, weights_dir)
+        self._model, self._lock = None, threading.Lock()
+        self.net = self._int8() if backend == "int8" else None
+        self.backend_used = "torch" if self.net is None else "int8"
+        if self.net is None:
+            self.net = self.model
         self.temperature = float(self.card.get("temperature", 1.0))
         self.detector = create_detector(detector)
+
+    def _int8(self):
+        """The int8 model, or None after a warning naming why it cannot be used."""
+        why = "int8 runs on the CPU only" if self.device.type != "cpu" else int8.problem(self.card, self.weights_dir)
+        if why is None:
+            try:
+                return int8.load(self.card, self.weights_dir)
+            except (FerError, ImportError) as e:  # an unreadable file, or no onnxruntime installed
+                why = str(e)
+        log.warning("%s: using the fp32 PyTorch model instead of int8: %s", self.name, why)
+        return None
+
+    @property
+    def model(self):
+        """The fp32 PyTorch model, BatchNorm folded and channels-last (faster on a CPU): what Grad-CAM reads and
+        what classifies with backend="torch"."""
+        with self._lock:
+            if self._model is None:
+                self._model = for_inference(load_model(self.name, self.weights_dir, self.device)[0])
+        return self._model
 
     @property
     def name(self) -> str:
@@ -62,7 +98,7 @@ class EmotionRecognizer:
             faces = faces[None]
         if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
             raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {faces.dtype} {faces.shape}")
-        return softmax(predict_logits(self.model, faces, self.device, tta=tta), self.temperature)
+        return softmax(predict_logits(self.net, faces, self.device, tta=tta), self.temperature)
 
     def predict(self, image, tta="none") -> list:
         """Every face in `image`, left to right, as FaceResult; `tta` as in `classify`."""
