@@ -1,53 +1,85 @@
 """Model comparison: every shipped model side by side, with numbers read only from weights/*.json."""
 import streamlit as st
 
-from fer_core import compare
+from fer_core import compare, report
+from fer_core.cards import default_name
 
 st.title("Model comparison")
 st.caption("Every number here comes from the model cards in `weights/` (one card per model, written by "
-           "training); a new card shows up here on the next run. Metrics are on FER2013 PublicTest (val).")
+           "training); a new card shows up here on the next run. FER2013 figures are on its PublicTest split "
+           "(val); other datasets are the photo sets the cards were measured on.")
 
 cards = compare.load_cards()
 if not cards:
     st.info("No model cards found in `weights/`: train a model (`python -m fer_core train ...`) or restore "
             "the shipped weights.")
     st.stop()
+default = default_name()
+names = [c["name"] for c in cards]
+picked = st.multiselect("Models in the figures", names, default=compare.default_selection(cards, default),
+                        key="compare_models", help="Preselected: the default model, the best single model and "
+                                                   "the best ensemble by FER2013 val accuracy.")
+selected = compare.select(cards, picked)
 
 st.subheader("Summary")
-st.dataframe(compare.table_frame(cards), hide_index=True, column_config={
-    "val accuracy": st.column_config.NumberColumn(format="percent"),
-    "val accuracy (TTA)": st.column_config.NumberColumn(format="percent", help="mean of the face and its mirror"),
-    "val macro-F1": st.column_config.NumberColumn(format="%.3f"),
+fold = st.toggle("One row per seed family (mean; sd = standard deviation across seeds)", value=True,
+                 key="compare_fold")
+percent = st.column_config.NumberColumn(format="percent")
+summary = compare.table_frame(cards, default, fold)
+st.dataframe(summary, hide_index=True, column_config={
+    **{col: percent for col in summary.columns if " acc" in col},
+    report.TTA: st.column_config.NumberColumn(format="percent", help="mean of the face and its mirror"),
+    report.F1: st.column_config.NumberColumn(format="%.3f"),
+    report.SPREAD: st.column_config.NumberColumn(format="percent", help="standard deviation across seeds"),
     "params": st.column_config.NumberColumn(format="localized"),
     "size (MB)": st.column_config.NumberColumn(format="%.2f", help="the fp16 weights file"),
     "CPU ms/face": st.column_config.NumberColumn(format="%.2f", help="batch 1, median"),
+    "epochs": st.column_config.NumberColumn(format="%.0f"),
 })
 for name, why in compare.not_shipped(cards):
     st.caption(f"**{name}** is compared from its card only (the app cannot load it): {why}.")
 
 st.subheader("Accuracy vs CPU latency")
-st.plotly_chart(compare.accuracy_latency_figure(cards))
+st.caption("Coloured: the models picked above; grey: the others (hover for their names).")
+st.plotly_chart(compare.accuracy_latency_figure(cards, picked))
 
 st.subheader("Per-class F1")
-st.plotly_chart(compare.per_class_f1_figure(cards))
+st.plotly_chart(compare.per_class_f1_figure(selected))
 
-st.subheader("Confusion matrices")
-names = [compare.model_name(c) for c in cards]
-by_name = dict(zip(names, cards))
+st.subheader("Per dataset")
+datasets = report.datasets(cards)
+dataset = st.selectbox("Dataset", datasets, key="compare_dataset")
+st.dataframe(compare.dataset_rows(selected, dataset), hide_index=True, column_config={
+    "val acc": percent, "val acc (TTA)": percent, "val macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "no face": st.column_config.NumberColumn(help="photos where the detector found no face (not scored)")})
+left, right = st.columns(2)
+left.plotly_chart(compare.recall_figure(selected, dataset), key="compare_recall")
+right.plotly_chart(compare.predicted_share_figure(selected, dataset), key="compare_share")
 normalize = st.toggle("Row-normalised (share of each true class)", key="compare_normalize")
 for i, col in enumerate(st.columns(2)):
-    name = col.selectbox(f"Model {i + 1}", names, index=min(i, len(names) - 1), key=f"compare_cm_{i}")
-    col.plotly_chart(compare.confusion_figure(by_name[name], normalize), key=f"compare_cm_chart_{i}")
+    options = picked or names
+    name = col.selectbox(f"Model {i + 1}", options, index=min(i, len(options) - 1), key=f"compare_cm_{i}")
+    col.plotly_chart(compare.confusion_figure(cards[names.index(name)], normalize, dataset),
+                     key=f"compare_cm_chart_{i}")
+
+if compare.robustness_rows(cards):
+    st.subheader("Robustness")
+    st.caption("FER2013 val faces through capture corruptions (blur, low resolution, JPEG, noise, dark light, "
+               "rotation, tighter and looser crops, occlusion), three severities each: `python -m fer_core "
+               "robustness`.")
+    st.plotly_chart(compare.robustness_figure(selected))
+    st.dataframe(compare.robustness_rows(selected), hide_index=True,
+                 column_config={k: percent for row in compare.robustness_rows(cards) for k in row if k != "model"})
 
 st.subheader("Training curves")
 st.caption("Dashed: train, solid: val, per epoch.")
-st.plotly_chart(compare.training_curves_figure(cards))
+st.plotly_chart(compare.training_curves_figure(selected))
 
 st.subheader("Calibration")
-st.plotly_chart(compare.reliability_figure(cards))
+st.plotly_chart(compare.reliability_figure(selected))
 st.caption("Solid: the model's raw probabilities; dotted: after temperature scaling (probabilities / T), "
            "when the card has it. Marker size grows with the faces in the bin.")
-st.dataframe(compare.calibration_rows(cards), hide_index=True, column_config={
+st.dataframe(compare.calibration_rows(selected), hide_index=True, column_config={
     "temperature": st.column_config.NumberColumn(format="%.3f", help="softmax temperature in the card (1 if none)"),
     "ece_before": st.column_config.NumberColumn("ECE", format="%.4f",
                                                 help="expected calibration error, 15 bins, before scaling"),

@@ -44,13 +44,12 @@ def cmd_calibrate(args):
 
 def cmd_ensemble(args):
     from . import ensemble
+    from .card_schema import accuracy
     from .data import FER2013, dataset_path
-    data = FER2013(dataset_path(args.data))
-    info = {"source": data.path.name, "layout": data.layout, "fingerprint": data.fingerprint(), "counts": data.counts()}
-    card = ensemble.build(args.name, args.members, data.load("val"), info, sys.argv[1:])
-    m = card["metrics"]
-    print(f"{card['name']} = {' + '.join(args.members)}: val {m['val']['accuracy']:.2%}, "
-          f"with flip TTA {m['val_tta']['accuracy']:.2%}, temperature {card['temperature']:.3f}")
+    card = ensemble.build(args.name, args.members, [FER2013(dataset_path(args.data))], sys.argv[1:])
+    key = next(iter(card["metrics"]))
+    print(f"{card['name']} = {' + '.join(args.members)}: {key} val {accuracy(card, key):.2%}, "
+          f"with flip TTA {accuracy(card, key, 'val_tta'):.2%}, temperature {card['temperature']:.3f}")
     if args.default:
         from .cards import set_default
         set_default(card["name"])
@@ -66,33 +65,34 @@ def cmd_benchmark(args):
 
 
 def cmd_models(args):
-    from .cards import read_cards, weights_problem
+    from .cards import default_name, read_cards, weights_problem
     from .models import list_models
-    shipped = {c["name"]: c for c in read_cards()}
+    from .report import ACC, TTA, dataset_column, datasets, results_rows
+    cards = read_cards()
+    default = default_name()
     rows = []
-    for n, c in shipped.items():
+    for c, r in zip(cards, results_rows(cards, default)):
         problem = weights_problem(c)
         if problem and not c.get("not_shipped"):
-            print(f"warning: model {n} cannot load: {problem}", file=sys.stderr)
-        shipped_file = not c.get("not_shipped")
-        rows.append({"name": n, "arch": c["arch"], "default": bool(c.get("default")), "weights": shipped_file,
+            print(f"warning: model {c['name']} cannot load: {problem}", file=sys.stderr)
+        rows.append({"name": c["name"], "arch": c["arch"], "default": r["default"], "weights": r["shipped"],
                      "weights_ok": problem is None, "problem": problem, "params": c.get("params"),
-                     "metrics": c.get("metrics", {})})
+                     "metrics": c["metrics"], "table": r})
     rows += [{"name": a, "arch": a, "default": False, "weights": False, "metrics": {}}
-             for a in list_models() if a not in shipped]
+             for a in list_models() if a not in {c["name"] for c in cards}]
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'name':<16}{'arch':<16}{'weights':<9}{'val acc':>8}{'val TTA':>9}  default")
+    accs = [(ACC, "val acc"), (TTA, "val TTA")] + [(dataset_column(d), d[:11]) for d in datasets(cards)[1:]]
+    print(f"{'name':<16}{'arch':<16}{'weights':<9}" + "".join(f"{h:>12}" for _, h in accs) + "  default")
     for r in rows:
-        acc = r["metrics"].get("val", {}).get("accuracy")
-        tta = r["metrics"].get("val_tta", {}).get("accuracy")
+        cells = [r.get("table", {}).get(key) for key, _ in accs]
         if r["weights"]:
             weights = "yes" if r["weights_ok"] else "BROKEN"
         else:  # a registered architecture without a card, or a card whose file was too big to ship
             weights = "too big" if r.get("problem") else "-"
-        print(f"{r['name']:<16}{r['arch']:<16}{weights:<9}"
-              f"{f'{acc:.2%}' if acc else '-':>8}{f'{tta:.2%}' if tta else '-':>9}  {'*' if r['default'] else ''}")
+        print(f"{r['name']:<16}{r['arch']:<16}{weights:<9}" + "".join(f"{f'{v:.2%}' if v else '-':>12}" for v in cells)
+              + f"  {'*' if r['default'] else ''}")
 
 
 def cmd_predict(args):

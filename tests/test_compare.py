@@ -1,96 +1,163 @@
 """fer_core.compare: the comparison dashboard's table and figures, built from model cards only.
 
-Checked against the shipped cards (every number must be the card's own) and against synthetic cards
-in a private weights folder: partial, malformed and calibrated ones."""
+Checked against the shipped cards (every number must be the card's own) and against synthetic
+schema-v2 cards in a private weights folder: partial ones, real-photo metrics, robustness figures,
+seed families and calibrated ones."""
 import json
-import math
+import statistics
 
 import numpy as np
 import pytest
 
-from fer_core import EMOTIONS, compare
-from fer_core.cards import REPO_WEIGHTS, read_cards, write_card
+from fer_core import EMOTIONS, compare, report
+from fer_core.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
+from helpers_cards import v2_card, with_metrics
+
+ACC = "fer2013 val acc"
 
 
 def shipped_cards():
     return [json.loads(p.read_text()) for p in sorted(REPO_WEIGHTS.glob("*.json"))]
 
 
-def full_card(name, accuracy=0.5, ms=2.0, default=False, **extra):
-    """A complete, consistent card: 100 val faces, `accuracy` of them right (all on the diagonal)."""
+def val(card, dataset="fer2013", split="val"):
+    return card["metrics"][dataset][split]
+
+
+def split(accuracy, n=100, share=None, no_face=None):
+    """Consistent split metrics: n faces, `accuracy` of them right (angry and disgust right, the rest of
+    disgust's row called fear)."""
     k = len(EMOTIONS)
-    right = int(round(accuracy * 100))
+    right = int(round(accuracy * n))
     cm = np.zeros((k, k), int)
-    cm[0, 0], cm[1, 1], cm[1, 2] = right - 10, 10, 100 - right
-    return {"name": name, "arch": "cnn", "default": default, "params": 1234, "size_bytes": 2_500_000,
-            "history": [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.2 * e,
-                         "val_acc": 0.15 * e} for e in (1, 2, 3)],
-            "cpu_ms_per_face": {"batch1": {"median": ms, "p95": ms * 2}},
-            "metrics": {"val": {"n": 100, "accuracy": accuracy, "macro_f1": accuracy / 2, "ece": 0.05,
-                                "labels": list(EMOTIONS), "confusion_matrix": cm.tolist(),
-                                "per_class": {e: {"f1": round(0.1 * (i + 1), 2)} for i, e in enumerate(EMOTIONS)},
-                                "reliability": [[0.3, 0.25, 40], [0.7, 0.75, 60]]},
-                        "val_tta": {"accuracy": accuracy + 0.01}},
-            **extra}
+    cm[0, 0], cm[1, 1], cm[1, 2] = right - 10, 10, n - right
+    support = cm.sum(1)
+    m = {"n": n, "accuracy": accuracy, "macro_f1": accuracy / 2, "ece": 0.05, "labels": list(EMOTIONS),
+         "confusion_matrix": cm.tolist(),
+         "per_class": {e: {"f1": round(0.1 * (i + 1), 2), "support": int(support[i]),
+                           "recall": round(cm[i, i] / support[i], 4) if support[i] else 0}
+                       for i, e in enumerate(EMOTIONS)},
+         "reliability": [[0.3, 0.25, 40], [0.7, 0.75, n - 40]]}
+    if share is not None:
+        m["predicted_share"] = dict(zip(EMOTIONS, share))
+    if no_face is not None:
+        m["no_face"] = no_face
+    return m
+
+
+def full_card(name, accuracy=0.5, ms=2.0, **extra):
+    """A complete schema-v2 card measured on FER2013's val split (100 faces)."""
+    card = v2_card(name, "cnn", params=1234, size_bytes=2_500_000,
+                   history=[{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.2 * e,
+                             "val_acc": 0.15 * e} for e in (1, 2, 3)],
+                   cpu_ms_per_face={"batch1": {"median": ms, "p95": ms * 2}})
+    card = with_metrics(with_metrics(card, "fer2013", "val", split(accuracy)), "fer2013", "val_tta",
+                        {"accuracy": round(accuracy + 0.01, 4)})
+    return {**card, **extra}
 
 
 def traces(fig, name=None):
     return [t for t in fig.data if name is None or t.name == name]
 
 
+# ----------------------------------------------------------------------------------- shipped cards
+
 def test_shipped_table_has_every_card_with_its_own_numbers():
     raw = shipped_cards()
-    frame = compare.table_frame(read_cards())
-    assert len(raw) >= 1 and list(frame.columns) == list(compare.COLUMNS)
+    frame = compare.table_frame(read_cards(), default_name(), fold_families=False)
+    assert list(frame.columns) == report.columns(read_cards())
     assert sorted(frame["model"]) == sorted(c["name"] for c in raw)
     for card in raw:
         row = frame[frame["model"] == card["name"]].iloc[0]
-        assert row["val accuracy"] == card["metrics"]["val"]["accuracy"]
-        assert row["val accuracy (TTA)"] == card["metrics"]["val_tta"]["accuracy"]
-        assert row["val macro-F1"] == card["metrics"]["val"]["macro_f1"]
+        assert row[ACC] == val(card)["accuracy"]
+        assert row["fer2013 val acc (TTA)"] == val(card, split="val_tta")["accuracy"]
+        assert row["fer2013 val macro-F1"] == val(card)["macro_f1"]
         assert row["params"] == card["params"]
         assert row["size (MB)"] == pytest.approx(card["size_bytes"] / 1e6, abs=5e-4)
         assert row["CPU ms/face"] == card["cpu_ms_per_face"]["batch1"]["median"]
-        assert bool(row["default"]) == bool(card.get("default"))
+        assert bool(row["default"]) == (card["name"] == default_name())
+        assert bool(row["shipped"]) == (not card.get("not_shipped"))
     assert frame["default"].sum() == 1
+
+
+def test_shipped_seed_family_is_one_row_with_mean_and_spread():
+    cards = read_cards()
+    seeds = [c for c in cards if c["name"].startswith("vgg13_gpu")]
+    assert len(seeds) == 6
+    frame = compare.table_frame(cards, default_name()).set_index("model")
+    assert not any(name.startswith("vgg13_gpu") and name != "vgg13_gpu*" for name in frame.index)
+    row = frame.loc["vgg13_gpu*"]
+    accs = [val(c)["accuracy"] for c in seeds]
+    assert row["seeds"] == 6 and row["arch"] == "vgg13"
+    assert row[ACC] == pytest.approx(statistics.fmean(accs), abs=1e-6)
+    assert row[report.SPREAD] == pytest.approx(statistics.stdev(accs), abs=1e-6)
+    latencies = [c["cpu_ms_per_face"]["batch1"]["median"] for c in seeds]
+    assert row["CPU ms/face"] == pytest.approx(statistics.fmean(latencies))
+    assert frame.loc["vgg13_kd", "seeds"] == 1 and frame.loc["vgg13_kd", report.SPREAD] == 0
+    assert "vgg13_s_seed1" in frame.index  # a lone numbered model is not a family
+    assert len(frame) == len(cards) - 5
 
 
 def test_shipped_default_model_comes_first():
     cards = compare.load_cards()
-    assert cards[0]["default"] is True
+    assert cards[0]["name"] == default_name()
     assert [c["name"] for c in cards[1:]] == sorted(c["name"] for c in cards[1:])
+
+
+def test_shipped_default_selection_is_the_default_the_best_single_model_and_the_best_ensemble():
+    cards = read_cards()
+    singles = [c for c in cards if c["arch"] != "ensemble"]
+    ensembles = [c for c in cards if c["arch"] == "ensemble"]
+    best_single = max(singles, key=lambda c: val(c)["accuracy"])["name"]
+    best_ensemble = max(ensembles, key=lambda c: val(c)["accuracy"])["name"]
+    assert compare.default_selection(cards, default_name()) == [default_name(), best_single, best_ensemble]
 
 
 def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy():
     cards = read_cards()
-    fig = compare.accuracy_latency_figure(cards)
+    picked = compare.default_selection(cards, default_name())
+    fig = compare.accuracy_latency_figure(cards, picked)
     assert len(fig.data) == len(cards)
     for card in cards:
         (t,) = traces(fig, card["name"])
         assert t.x == (card["cpu_ms_per_face"]["batch1"]["median"],)
-        assert t.y == (card["metrics"]["val"]["accuracy"],)
+        assert t.y == (val(card)["accuracy"],)
+        labelled = card["name"] in picked
+        assert (t.mode == "markers+text") == labelled and (t.marker.color == "lightgrey") != labelled
+    assert fig.layout.xaxis.type == "log"
 
 
-def test_shipped_per_class_f1_bars_match_the_cards():
+def test_labels_of_neighbouring_points_go_to_different_sides():
+    points = [(1.0, 0.68), (1.05, 0.681), (1.1, 0.679), (9.0, 0.6)]
+    positions = compare.label_positions(points)
+    assert len(set(positions[:3])) == 3  # three points side by side: three different sides
+    assert positions[3] == "top center"  # alone: the first choice
+    assert compare.label_positions([]) == []
+
+
+def test_shipped_per_class_f1_bars_match_the_cards_and_only_the_selected_models():
     cards = read_cards()
-    fig = compare.per_class_f1_figure(cards)
-    assert len(fig.data) == len(cards) and fig.layout.barmode == "group"
-    for card in cards:
+    picked = compare.select(cards, compare.default_selection(cards, default_name()))
+    fig = compare.per_class_f1_figure(picked)
+    assert [t.name for t in fig.data] == [c["name"] for c in picked] and fig.layout.barmode == "group"
+    for card in picked:
         (t,) = traces(fig, card["name"])
         assert t.x == EMOTIONS
-        assert list(t.y) == [card["metrics"]["val"]["per_class"][e]["f1"] for e in EMOTIONS]
+        assert list(t.y) == [val(card)["per_class"][e]["f1"] for e in EMOTIONS]
 
 
 @pytest.mark.parametrize("card", shipped_cards(), ids=lambda c: c["name"])
 def test_shipped_confusion_matrix_agrees_with_the_cards_accuracy(card):
-    val = card["metrics"]["val"]
+    m = val(card)
     cm = compare.confusion_matrix(card)
-    assert cm.sum() == val["n"]
-    assert np.trace(cm) / cm.sum() == pytest.approx(val["accuracy"], abs=5e-5)
-    assert [int(v) for v in cm.sum(1)] == [val["per_class"][e]["support"] for e in EMOTIONS]
+    assert cm.sum() == m["n"]
+    assert np.trace(cm) / cm.sum() == pytest.approx(m["accuracy"], abs=5e-5)
+    assert [int(v) for v in cm.sum(1)] == [m["per_class"][e]["support"] for e in EMOTIONS]
     norm = compare.confusion_matrix(card, normalize=True)
     assert np.allclose(norm.sum(1), 1.0)
-    assert np.allclose(np.diag(norm), [val["per_class"][e]["recall"] for e in EMOTIONS], atol=5e-5)
+    assert np.allclose(np.diag(norm), [m["per_class"][e]["recall"] for e in EMOTIONS], atol=5e-5)
+    share = compare.predicted_share(card)  # from the matrix where the card has no predicted_share
+    assert share == pytest.approx(list(cm.sum(0) / cm.sum()), abs=1e-4)
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -103,16 +170,17 @@ def test_confusion_figure_is_a_labelled_heatmap(normalize):
     assert fig.layout.title.text == card["name"]
 
 
-def test_shipped_training_curves_have_one_point_per_epoch():
+def test_shipped_training_curves_have_one_point_per_epoch_and_one_legend_entry_per_model():
     cards = read_cards()
     fig = compare.training_curves_figure(cards)
     trained = [c for c in cards if c.get("history")]  # an ensemble card has no training history
     assert len(fig.data) == 4 * len(trained)  # train/val x loss/accuracy
+    assert [t.name for t in fig.data if t.showlegend] == [c["name"] for c in trained]
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below the plots, not beside
     for card in trained:
         epochs = tuple(h["epoch"] for h in card["history"])
         mine = [t for t in fig.data if t.legendgroup == card["name"]]
-        assert {t.name for t in mine} == {f"{card['name']} train", f"{card['name']} val"}
-        assert all(t.x == epochs for t in mine)
+        assert len(mine) == 4 and all(t.x == epochs for t in mine)
         val_loss = [t for t in mine if t.xaxis == "x" and t.line.dash == "solid"][0]
         assert list(val_loss.y) == [h["val_loss"] for h in card["history"]]
 
@@ -120,7 +188,7 @@ def test_shipped_training_curves_have_one_point_per_epoch():
 @pytest.mark.parametrize("card", shipped_cards(), ids=lambda c: c["name"])
 def test_shipped_reliability_bins_cover_every_val_face(card):
     bins = compare.reliability_bins(card)
-    assert sum(count for _, _, count in bins) == card["metrics"]["val"]["n"]
+    assert sum(count for _, _, count in bins) == val(card)["n"]
     assert all(0 < conf <= 1 and 0 <= acc <= 1 for conf, acc, _ in bins)
     fig = compare.reliability_figure([card])
     assert [t.name for t in fig.data][:2] == ["perfect calibration", card["name"]]
@@ -131,7 +199,7 @@ def test_shipped_reliability_bins_cover_every_val_face(card):
 def test_shipped_temperature_scaling_is_drawn_and_tabled(card):
     calibration = card["calibration"]
     scaled = compare.reliability_bins(card, "calibration", "reliability_after")
-    assert sum(count for _, _, count in scaled) == calibration["n"] == card["metrics"]["val"]["n"]
+    assert sum(count for _, _, count in scaled) == calibration["n"] == val(card)["n"]
     fig = compare.reliability_figure([card])
     assert [t.name for t in fig.data] == ["perfect calibration", card["name"],
                                           f"{card['name']} (T={card['temperature']:g})"]
@@ -140,43 +208,61 @@ def test_shipped_temperature_scaling_is_drawn_and_tabled(card):
     assert row == {"model": card["name"], "temperature": card["temperature"],
                    "ece_before": calibration["ece_before"], "ece_after": calibration["ece_after"],
                    "nll_before": calibration["nll_before"], "nll_after": calibration["nll_after"]}
-    assert row["ece_before"] == card["metrics"]["val"]["ece"]  # the card's metrics are before scaling
+    assert row["ece_before"] == val(card)["ece"]  # the card's metrics are before scaling
 
+
+def test_one_builder_gives_the_readme_the_cli_and_the_dashboard_the_same_numbers():
+    cards = read_cards()
+    rows = report.results_rows(cards, default_name())
+    frame = compare.table_frame(cards, default_name(), fold_families=False)
+    assert frame[ACC].tolist() == [r[ACC] for r in rows]
+    readme = {line.split(" | ")[0][2:].rstrip(" †"): line for line in report.results_markdown().splitlines()[2:]
+              if line.startswith("| ")}
+    for r in rows:
+        assert f" | {r[ACC]:.2%} | " in readme[r["model"]]
+
+
+# ------------------------------------------------------------------------------- synthetic cards
 
 def test_a_new_card_appears_without_code_changes(weights_dir):
-    write_card(full_card("alpha", 0.6, 3.0, default=True), weights_dir)
+    write_card(full_card("alpha", 0.6, 3.0), weights_dir)
     write_card(full_card("beta", 0.4, 1.0), weights_dir)
+    set_default("alpha")
     assert list(compare.table_frame(compare.load_cards())["model"]) == ["alpha", "beta"]
     write_card(full_card("gamma", 0.7, 5.0), weights_dir)
-    frame = compare.table_frame(compare.load_cards())
-    assert list(frame["model"]) == ["alpha", "beta", "gamma"]
-    assert list(frame["val accuracy"]) == [0.6, 0.4, 0.7]
-    assert list(frame["val accuracy (TTA)"]) == pytest.approx([0.61, 0.41, 0.71])
+    cards = compare.load_cards()
+    frame = compare.table_frame(cards, default_name())
+    assert list(frame["model"]) == ["alpha", "beta", "gamma"] and list(frame["default"]) == [True, False, False]
+    assert list(frame[ACC]) == [0.6, 0.4, 0.7]
+    assert list(frame["fer2013 val acc (TTA)"]) == pytest.approx([0.61, 0.41, 0.71])
     assert list(frame["size (MB)"]) == [2.5, 2.5, 2.5]
-    fig = compare.accuracy_latency_figure(compare.load_cards())
+    fig = compare.accuracy_latency_figure(cards)
     assert [(t.name, t.x[0], t.y[0]) for t in fig.data] == [("alpha", 3.0, 0.6), ("beta", 1.0, 0.4),
                                                              ("gamma", 5.0, 0.7)]
+    assert compare.default_selection(cards, "alpha") == ["alpha", "gamma"]  # no ensemble among them
 
 
-def test_a_card_with_only_name_and_arch_gives_empty_cells_and_empty_figures(weights_dir):
-    write_card({"name": "bare", "arch": "cnn"}, weights_dir)
+def test_a_card_with_no_metrics_gives_empty_cells_and_empty_figures(weights_dir):
+    write_card(v2_card("bare"), weights_dir)
     cards = compare.load_cards()
-    (row,) = compare.table_rows(cards)
-    assert row == {"model": "bare", "default": False, "val accuracy": None, "val accuracy (TTA)": None,
-                   "val macro-F1": None, "params": None, "size (MB)": None, "CPU ms/face": None}
+    (row,) = report.results_rows(cards)
+    assert row["model"] == "bare" and row["default"] is False and row["seeds"] == 1
+    assert all(row[k] is None for k in (ACC, "fer2013 val acc (TTA)", "fer2013 val macro-F1", "CPU ms/face", "epochs"))
     frame = compare.table_frame(cards)
-    assert frame.drop(columns=["model", "default"]).isna().all().all()
-    for build in (compare.accuracy_latency_figure, compare.per_class_f1_figure, compare.training_curves_figure):
+    assert frame[[ACC, "CPU ms/face"]].isna().all().all()
+    for build in (compare.accuracy_latency_figure, compare.per_class_f1_figure, compare.training_curves_figure,
+                  compare.robustness_figure, compare.recall_figure, compare.predicted_share_figure):
         fig = build(cards)
         assert len(fig.data) == 0
-        assert [a.text for a in fig.layout.annotations if a.text.startswith("no card")]
+        assert [a.text for a in fig.layout.annotations if a.text.startswith("no ")]
     reliability = compare.reliability_figure(cards)
     assert [t.name for t in reliability.data] == ["perfect calibration"]
     assert "no card has reliability bins" in reliability.layout.annotations[0].text
-    assert compare.confusion_matrix(cards[0]) is None
-    assert "no confusion matrix" in compare.confusion_figure(cards[0]).layout.annotations[0].text
+    assert compare.confusion_matrix(cards[0]) is None and compare.predicted_share(cards[0]) is None
+    assert "no confusion matrix on fer2013" in compare.confusion_figure(cards[0]).layout.annotations[0].text
     assert compare.calibration_rows(cards) == [{"model": "bare", "temperature": None, "ece_before": None,
                                                  "ece_after": None, "nll_before": None, "nll_after": None}]
+    assert compare.default_selection(cards) == [] and compare.dataset_rows(cards, "fer2013") == []
 
 
 def test_a_card_missing_history_and_latency_is_left_out_of_those_figures_only(weights_dir):
@@ -185,51 +271,111 @@ def test_a_card_missing_history_and_latency_is_left_out_of_those_figures_only(we
     write_card(partial, weights_dir)
     write_card(full_card("complete", 0.65, 2.0), weights_dir)
     cards = compare.load_cards()
-    frame = compare.table_frame(cards)
-    assert math.isnan(frame.set_index("model").loc["partial", "CPU ms/face"])
-    assert frame.set_index("model").loc["partial", "val accuracy"] == 0.55
+    frame = compare.table_frame(cards).set_index("model")
+    assert np.isnan(frame.loc["partial", "CPU ms/face"]) and frame.loc["partial", ACC] == 0.55
     assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["complete"]
     assert {t.legendgroup for t in compare.training_curves_figure(cards).data} == {"complete"}
     assert {t.name for t in compare.per_class_f1_figure(cards).data} == {"complete", "partial"}
 
 
-def test_malformed_fields_are_ignored_not_raised(weights_dir):
-    bad = {"name": "messy", "arch": "cnn", "params": "many", "size_bytes": True, "default": 0,
-           "cpu_ms_per_face": {"batch1": 3.0},
-           "history": [1, None, {"epoch": 1, "val_acc": "high", "train_loss": 1.5}, {"train_loss": 1.2}],
-           "metrics": {"val": {"accuracy": float("nan"), "confusion_matrix": [[1, 2], [3]],
-                               "per_class": {"happy": {"f1": 0.9}, "sad": "x"},
-                               "reliability": [[0.5, 0.5], "row", [0.9, 0.8, 10], [0.2, None, 3]]},
-                       "val_tta": "n/a"}}
-    write_card(bad, weights_dir)
+def test_a_split_with_accuracy_only_is_in_the_table_and_out_of_the_per_class_figures(weights_dir):
+    write_card(v2_card("thin", accuracy=0.5, tta=0.52), weights_dir)
     (card,) = compare.load_cards()
-    (row,) = compare.table_rows([card])
-    assert all(row[k] is None for k in compare.COLUMNS if k not in ("model", "default"))
-    assert compare.history(card) == {"train_loss": ([1, 4], [1.5, 1.2])}
-    assert compare.per_class_f1(card) == [None, None, None, 0.9, None, None, None]
-    assert compare.reliability_bins(card) == [(0.9, 0.8, 10)]
+    assert report.results_rows([card])[0][ACC] == 0.5
+    assert compare.per_class_f1(card) == [None] * 7 and compare.reliability_bins(card) == []
     assert compare.confusion_matrix(card) is None
     for fig in (compare.training_curves_figure([card]), compare.per_class_f1_figure([card]),
                 compare.reliability_figure([card]), compare.confusion_figure(card, True)):
         assert fig.to_dict()  # serialisable, as st.plotly_chart needs
 
 
-def test_an_ensemble_card_is_compared_like_any_model(weights_dir):
-    write_card(full_card("a", 0.5, 1.0, default=True), weights_dir)
+def test_an_ensemble_card_is_compared_like_any_model_and_preselected_when_best(weights_dir):
+    write_card(full_card("a", 0.5, 1.0), weights_dir)
+    write_card(full_card("b", 0.55, 1.5), weights_dir)
     ensemble = full_card("duo", 0.62, 4.0, arch="ensemble", members=[{"name": "a", "arch": "cnn", "sha256": "0"}])
     del ensemble["history"]  # an ensemble is measured, not trained
     write_card(ensemble, weights_dir)
+    write_card(full_card("trio", 0.6, 6.0, arch="ensemble", members=[]), weights_dir)
     cards = compare.load_cards()
     frame = compare.table_frame(cards).set_index("model")
-    assert frame.loc["duo", "val accuracy"] == 0.62 and frame.loc["duo", "CPU ms/face"] == 4.0
-    assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["a", "duo"]
-    assert {t.legendgroup for t in compare.training_curves_figure(cards).data} == {"a"}
+    assert frame.loc["duo", ACC] == 0.62 and frame.loc["duo", "CPU ms/face"] == 4.0
+    assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["a", "b", "duo", "trio"]
+    assert compare.default_selection(cards, "a") == ["a", "b", "duo"]
+    assert compare.default_selection(cards, "gone") == ["b", "duo"]
 
 
-def test_unreadable_card_files_are_skipped(weights_dir):
+def test_seed_families_fold_into_one_row_with_the_mean_and_the_standard_deviation(weights_dir):
+    for name, acc, ms in (("net_s1", 0.60, 1.0), ("net_s2", 0.62, 2.0), ("net_s3", 0.64, 3.0), ("other7", 0.5, 1.0)):
+        write_card(full_card(name, acc, ms), weights_dir)
+    write_card(full_card("ens1", 0.7, 9.0, arch="ensemble", members=[]), weights_dir)
+    write_card(full_card("ens2", 0.71, 9.0, arch="ensemble", members=[]), weights_dir)  # ensembles: never folded
+    set_default("net_s2")
+    cards = compare.load_cards()
+    assert report.families(cards) == {"net_s*": ["net_s1", "net_s2", "net_s3"]}
+    frame = compare.table_frame(cards, default_name()).set_index("model")
+    assert list(frame.index) == ["net_s*", "ens1", "ens2", "other7"]
+    row = frame.loc["net_s*"]
+    assert row[ACC] == pytest.approx(0.62) and row[report.SPREAD] == pytest.approx(0.02)
+    assert row["CPU ms/face"] == pytest.approx(2.0) and row["seeds"] == 3 and bool(row["default"])
+    unfolded = compare.table_frame(cards, default_name(), fold_families=False)
+    assert len(unfolded) == 6 and report.SPREAD not in unfolded.columns
+
+
+def test_real_photo_metrics_get_a_column_and_their_own_figures(weights_dir):
+    share = [0.1, 0.0, 0.3, 0.2, 0.3, 0.05, 0.05]
+    a = with_metrics(full_card("a", 0.6), "wild_photos", "val", split(0.4, n=50, share=share, no_face=3))
+    b = full_card("b", 0.65)  # never measured on the photos
+    for card in (a, b):
+        write_card(card, weights_dir)
+    cards = compare.load_cards()
+    assert report.datasets(cards) == ["fer2013", "wild_photos"]
+    frame = compare.table_frame(cards).set_index("model")
+    assert frame.loc["a", "wild_photos val acc"] == 0.4 and np.isnan(frame.loc["b", "wild_photos val acc"])
+    assert frame.loc["a", ACC] == 0.6
+    assert "| wild_photos val acc |" in report.results_markdown(cards).splitlines()[0]
+    assert report.results_markdown(cards).splitlines()[2].startswith(
+        "| b | cnn | 0.00M | 65.00% | 66.00% | 0.325 | - |")
+
+    assert compare.dataset_rows(cards, "wild_photos") == [
+        {"model": "a", "val acc": 0.4, "val acc (TTA)": None, "val macro-F1": 0.2, "faces": 50, "no face": 3}]
+    recall = compare.recall_figure(cards, "wild_photos")
+    (t,) = recall.data
+    assert t.name == "a" and list(t.y) == [val(a, "wild_photos")["per_class"][e]["recall"] for e in EMOTIONS]
+    shares = compare.predicted_share_figure(cards, "wild_photos")
+    assert [t.name for t in shares.data] == ["a", "true share"]
+    assert list(shares.data[0].y) == share  # the card's own predicted_share
+    cm = np.asarray(val(a, "wild_photos")["confusion_matrix"])
+    assert list(shares.data[1].y) == pytest.approx(list(cm.sum(1) / cm.sum()))
+    heat = compare.confusion_figure(a, dataset="wild_photos").data[0]
+    assert np.array_equal(heat.z, cm)
+    empty = compare.confusion_figure(b, dataset="wild_photos")
+    assert "no confusion matrix on wild_photos" in empty.layout.annotations[0].text
+
+
+def test_robustness_figures_come_from_the_cards_that_have_them(weights_dir):
+    robust = {"dataset": "fer2013", "split": "val", "fingerprint": "fp-fer2013", "clean": 0.6,
+              "corruptions": {"blur": [0.58, 0.55, 0.5], "jpeg": [0.59, 0.57, 0.52]}, "mean": 0.5517,
+              "command": "python -m fer_core robustness --model NAME"}
+    write_card(full_card("tough", 0.6, robustness=robust), weights_dir)
+    write_card(full_card("plain", 0.5), weights_dir)
+    cards = compare.load_cards()
+    assert compare.robustness_rows(cards) == [
+        {"model": "tough", "clean": 0.6, "mean": 0.5517, "blur": pytest.approx(0.5433, abs=1e-4),
+         "jpeg": pytest.approx(0.56)}]
+    (bars,) = compare.robustness_figure(cards).data
+    assert bars.name == "tough" and bars.x == ("clean", "mean", "blur", "jpeg")
+    assert list(bars.y) == pytest.approx([0.6, 0.5517, 0.5433, 0.56], abs=1e-4)
+    assert bars.customdata[2] == "severities: 58.0% / 55.0% / 50.0%"
+    frame = compare.table_frame(cards).set_index("model")
+    assert frame.loc["tough", report.ROBUST] == 0.5517 and np.isnan(frame.loc["plain", report.ROBUST])
+    assert report.ROBUST not in compare.table_frame(compare.select(cards, ["plain"])).columns  # none has it: no column
+
+
+def test_unreadable_or_invalid_card_files_are_skipped(weights_dir):
     write_card(full_card("good", 0.5), weights_dir)
     (weights_dir / "broken.json").write_text("{not json")
     (weights_dir / "nameless.json").write_text(json.dumps({"arch": "cnn"}))
+    (weights_dir / "flat.json").write_text(json.dumps({**v2_card("flat"), "metrics": {"val": {"accuracy": 0.5}}}))
     assert [c["name"] for c in compare.load_cards()] == ["good"]
 
 

@@ -1,5 +1,6 @@
-"""The "Model comparison" page (Streamlit AppTest, no browser): one chart per section, a table row per
-card, the confusion-matrix controls, and partial or missing cards."""
+"""The "Model comparison" page (Streamlit AppTest, no browser): the model picker and its preselection, a
+table row per card (seed families folded), one chart per section, the per-dataset section, robustness
+when cards have it, and partial or missing cards."""
 import json
 from pathlib import Path
 
@@ -7,13 +8,14 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from fer_core import EMOTIONS
-from fer_core.cards import REPO_WEIGHTS, write_card
-from test_compare import full_card
+from fer_core import EMOTIONS, compare
+from fer_core.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
+from helpers_cards import v2_card, with_metrics
+from test_compare import full_card, split
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ["Summary", "Accuracy vs CPU latency", "Per-class F1", "Confusion matrices", "Training curves",
-            "Calibration"]
+SECTIONS = ["Summary", "Accuracy vs CPU latency", "Per-class F1", "Per dataset", "Training curves", "Calibration"]
+ACC = "fer2013 val acc"
 
 
 def open_compare():
@@ -28,63 +30,108 @@ def charts(at) -> list:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def test_dashboard_shows_every_shipped_card_and_one_chart_per_section():
-    cards = [json.loads(p.read_text()) for p in sorted(REPO_WEIGHTS.glob("*.json"))]
+def test_dashboard_preselects_default_best_single_and_best_ensemble_and_folds_seed_families():
+    cards = {p.stem: json.loads(p.read_text()) for p in sorted(REPO_WEIGHTS.glob("*.json"))}
     at = open_compare()
     assert [t.value for t in at.title] == ["Model comparison"]
     assert [s.value for s in at.subheader] == SECTIONS
+    picker = at.multiselect(key="compare_models")
+    assert picker.value == compare.default_selection(read_cards(), default_name())
+    assert picker.value[0] == default_name() and len(picker.value) == 3 and len(picker.options) == len(cards)
     figs = charts(at)
-    assert len(figs) == 6  # scatter, F1 bars, two confusion matrices, curves, reliability
+    assert len(figs) == 8  # scatter, F1, recall, share, two confusion matrices, curves, reliability
     table = at.dataframe[0].value
-    assert len(table) == len(cards)
-    assert sorted(table["model"]) == sorted(c["name"] for c in cards)
-    for card in cards:
-        row = table[table["model"] == card["name"]].iloc[0]
-        assert row["val accuracy"] == card["metrics"]["val"]["accuracy"]
+    assert "vgg13_gpu*" in list(table["model"]) and "vgg13_gpu0" not in list(table["model"])
+    for name, card in cards.items():
+        if name.startswith("vgg13_gpu"):
+            continue
+        row = table[table["model"] == name].iloc[0]
+        assert row[ACC] == card["metrics"]["fer2013"]["val"]["accuracy"]
         assert row["CPU ms/face"] == card["cpu_ms_per_face"]["batch1"]["median"]
     scatter, f1 = figs[0], figs[1]
-    assert sorted(t["name"] for t in scatter["data"]) == sorted(c["name"] for c in cards)
-    assert sorted(t["name"] for t in f1["data"]) == sorted(c["name"] for c in cards)
-    calibration = at.dataframe[1].value
-    assert list(calibration["model"]) == list(table["model"])
-    by_name = {c["name"]: c for c in cards}
-    assert list(calibration["ece_before"]) == [by_name[n]["metrics"]["val"]["ece"] for n in table["model"]]
+    assert sorted(t["name"] for t in scatter["data"]) == sorted(cards)
+    assert sorted(t["name"] for t in f1["data"]) == sorted(picker.value)
+    calibration = at.dataframe[-1].value
+    assert sorted(calibration["model"]) == sorted(picker.value)
+    assert list(calibration["ece_before"]) == [cards[n]["metrics"]["fer2013"]["val"]["ece"]
+                                               for n in calibration["model"]]
     temperatures = [None if pd.isna(t) else t for t in calibration["temperature"]]
-    assert temperatures == [by_name[n].get("temperature") for n in table["model"]]
+    assert temperatures == [cards[n].get("temperature") for n in calibration["model"]]
+
+
+def test_picking_models_changes_the_figures_and_unfolding_shows_every_seed():
+    at = open_compare()
+    at.multiselect(key="compare_models").set_value(["cnn", "vgg13_gpu0"]).run()
+    assert not at.exception
+    figs = charts(at)
+    assert sorted(t["name"] for t in figs[1]["data"]) == ["cnn", "vgg13_gpu0"]
+    assert sorted(t["name"] for t in figs[0]["data"] if t["mode"] == "markers+text") == ["cnn", "vgg13_gpu0"]
+    assert {t["legendgroup"] for t in figs[-2]["data"]} == {"cnn", "vgg13_gpu0"}
+    at.toggle(key="compare_fold").set_value(False).run()
+    models = list(at.dataframe[0].value["model"])
+    assert "vgg13_gpu*" not in models and {f"vgg13_gpu{i}" for i in range(6)} <= set(models)
 
 
 def test_confusion_matrices_switch_model_and_normalise():
     cards = {p.stem: json.loads(p.read_text()) for p in REPO_WEIGHTS.glob("*.json")}
     at = open_compare()
     left, right = at.selectbox(key="compare_cm_0"), at.selectbox(key="compare_cm_1")
-    assert left.value != right.value or len(cards) == 1
-    counts = charts(at)[2]["data"][0]
-    assert np.array_equal(counts["z"], cards[left.value]["metrics"]["val"]["confusion_matrix"])
+    assert left.value != right.value
+    counts = charts(at)[4]["data"][0]
+    assert np.array_equal(counts["z"], cards[left.value]["metrics"]["fer2013"]["val"]["confusion_matrix"])
     right.set_value(left.value)
     at.toggle(key="compare_normalize").set_value(True).run()
     assert not at.exception
     figs = charts(at)
-    assert len(figs) == 6
-    for fig in figs[2:4]:
+    assert len(figs) == 8
+    for fig in figs[4:6]:
         z = np.asarray(fig["data"][0]["z"])
         assert fig["layout"]["title"]["text"] == left.value
         assert np.allclose(z.sum(1), 1.0)
-        recall = [cards[left.value]["metrics"]["val"]["per_class"][e]["recall"] for e in EMOTIONS]
+        recall = [cards[left.value]["metrics"]["fer2013"]["val"]["per_class"][e]["recall"] for e in EMOTIONS]
         assert np.allclose(np.diag(z), recall, atol=5e-5)
 
 
+def test_a_photo_dataset_and_robustness_figures_get_their_sections(weights_dir):
+    share = [0.1, 0.0, 0.3, 0.2, 0.3, 0.05, 0.05]
+    robust = {"dataset": "fer2013", "split": "val", "fingerprint": "fp-fer2013", "clean": 0.6,
+              "corruptions": {"blur": [0.58, 0.55, 0.5]}, "mean": 0.5433, "command": "python -m fer_core robustness"}
+    write_card(with_metrics(full_card("a", 0.6, robustness=robust), "wild_photos", "val",
+                            split(0.4, n=50, share=share, no_face=3)), weights_dir)
+    write_card(full_card("b", 0.55), weights_dir)
+    set_default("a")
+    at = open_compare()
+    assert [s.value for s in at.subheader] == SECTIONS[:4] + ["Robustness"] + SECTIONS[4:]
+    assert at.multiselect(key="compare_models").value == ["a"]  # the default is also the best single model
+    assert at.dataframe[0].value.set_index("model").loc["a", "wild_photos val acc"] == 0.4
+    assert at.selectbox(key="compare_dataset").options == ["fer2013", "wild_photos"]
+    at.selectbox(key="compare_dataset").set_value("wild_photos").run()
+    assert not at.exception
+    figs = charts(at)
+    recall, shares = figs[2], figs[3]
+    expected = split(0.4, n=50)["per_class"]
+    assert recall["data"][0]["y"] == [expected[e]["recall"] for e in EMOTIONS]
+    assert [t["name"] for t in shares["data"]] == ["a", "true share"] and shares["data"][0]["y"] == share
+    assert at.dataframe[1].value.to_dict("records")[0]["no face"] == 3
+    assert np.array_equal(figs[4]["data"][0]["z"], split(0.4, n=50)["confusion_matrix"])
+    robustness = figs[6]
+    assert robustness["data"][0]["x"] == ["clean", "mean", "blur"]
+
+
 def test_partial_and_broken_cards_render_with_empty_cells(weights_dir):
-    write_card(full_card("complete", 0.6, 2.0, default=True), weights_dir)
-    write_card({"name": "bare", "arch": "cnn"}, weights_dir)
+    write_card(full_card("complete", 0.6, 2.0), weights_dir)
+    write_card(v2_card("bare"), weights_dir)
     (weights_dir / "broken.json").write_text("{")
+    set_default("complete")
     at = open_compare()
     table = at.dataframe[0].value
     assert list(table["model"]) == ["complete", "bare"]
-    assert table.set_index("model").loc["bare"].drop("default").isna().all()
-    assert len(charts(at)) == 6
+    assert table.set_index("model").loc["bare", [ACC, "CPU ms/face"]].isna().all()
+    at.multiselect(key="compare_models").set_value(["complete", "bare"]).run()
+    assert len(charts(at)) == 8
     at.selectbox(key="compare_cm_0").set_value("bare").run()
     assert not at.exception
-    assert "no confusion matrix" in charts(at)[2]["layout"]["annotations"][0]["text"]
+    assert "no confusion matrix" in charts(at)[4]["layout"]["annotations"][0]["text"]
 
 
 def test_no_cards_explains_instead_of_failing(weights_dir):
@@ -96,8 +143,9 @@ def test_no_cards_explains_instead_of_failing(weights_dir):
 def test_a_card_whose_weights_are_not_shipped_is_compared_but_not_offered(weights_dir):
     from fer_core.cards import save_weights
     from fer_core.models import create_model
-    save_weights(create_model("cnn"), {**full_card("small", 0.6, 2.0, default=True), "arch": "cnn"}, weights_dir)
-    write_card({**full_card("huge", 0.7, 9.0), "weights_file": None, "kept_at": "runs/huge/huge.pt",
+    save_weights(create_model("cnn"), full_card("small", 0.6, 2.0), weights_dir)
+    set_default("small")
+    write_card({**full_card("huge", 0.7, 9.0), "weights_file": None, "kept_at": "huge/huge.pt",
                 "not_shipped": "its fp16 weights are 22.3 MiB, over the 16 MiB limit on files in weights/"},
                weights_dir)
     at = open_compare()

@@ -1,27 +1,45 @@
-"""The README's results table is generated from the shipped cards and kept in sync with them."""
+"""The README's results table is generated from the shipped cards (report.results_rows, the builder the
+dashboard and `python -m fer_core models` use too) and kept in sync with them."""
 import re
 from pathlib import Path
 
-from fer_core.report import END, START, results_markdown, update_readme
+from fer_core.report import END, START, results_markdown, results_rows, update_readme
+from helpers_cards import v2_card, with_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _card(name, arch, params, acc, f1, tta=None, **extra):
+    card = v2_card(name, arch, params=params, **extra)
+    card = with_metrics(card, "fer2013", "val", {"accuracy": acc, "macro_f1": f1})
+    return with_metrics(card, "fer2013", "val_tta", {"accuracy": tta}) if tta is not None else card
+
+
 def test_table_rows_come_from_cards():
-    cards = [{"name": "a", "arch": "cnn", "params": 980199, "default": True, "history": [{}] * 3,
-              "metrics": {"val": {"accuracy": 0.6512, "macro_f1": 0.61}, "val_tta": {"accuracy": 0.6601}},
-              "cpu_ms_per_face": {"batch1": {"median": 2.5}}},
-             {"name": "b", "arch": "vgg13", "params": 7049543, "metrics": {"val": {"accuracy": 0.7001, "macro_f1": 0.68}}}]
-    table = results_markdown(cards).splitlines()
+    cards = [_card("a", "cnn", 980199, 0.6512, 0.61, 0.6601, history=[{}] * 3,
+                   cpu_ms_per_face={"batch1": {"median": 2.5}}),
+             _card("b", "vgg13", 7049543, 0.7001, 0.68)]
+    table = results_markdown(cards, default="a").splitlines()
     assert len(table) == 4
     assert table[2].startswith("| b | vgg13 | 7.05M | 70.01% | - | 0.680 |")  # sorted by val accuracy
     assert table[3] == "| a | cnn | 0.98M | 65.12% | 66.01% | 0.610 | 2.5 | 3 | yes |"
+    assert [r["default"] for r in results_rows(cards, "a")] == [True, False]
+
+
+def test_other_datasets_and_robustness_get_columns():
+    photos = with_metrics(_card("p", "cnn", 1e6, 0.6, 0.5), "wild_photos", "val", {"accuracy": 0.4321})
+    robust = _card("r", "cnn", 1e6, 0.62, 0.5, robustness={"clean": 0.62, "corruptions": {}, "mean": 0.55})
+    lines = results_markdown([photos, robust]).splitlines()
+    assert lines[0] == ("| model | arch | params | val acc | val acc (flip TTA) | val macro-F1 | wild_photos val acc "
+                        "| corrupted acc (mean) | CPU ms/face | epochs | default |")
+    assert lines[2] == "| r | cnn | 1.00M | 62.00% | - | 0.500 | - | 55.00% | - | - |  |"
+    assert lines[3] == "| p | cnn | 1.00M | 60.00% | - | 0.500 | 43.21% | - | - | - |  |"
 
 
 def test_update_readme_rewrites_only_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
-    cards = [{"name": "x", "arch": "cnn", "params": 1e6, "metrics": {"val": {"accuracy": 0.5, "macro_f1": 0.4}}}]
+    cards = [_card("x", "cnn", 1e6, 0.5, 0.4)]
     assert update_readme(readme, cards) is True
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text and "| x | cnn |" in text
@@ -35,9 +53,8 @@ def test_repo_readme_matches_shipped_cards():
 
 
 def test_a_card_without_shipped_weights_is_marked_and_explained():
-    cards = [{"name": "r18", "arch": "resnet18", "params": 11171271, "not_shipped": "22.3 MiB in fp16",
-              "metrics": {"val": {"accuracy": 0.65, "macro_f1": 0.6}}},
-             {"name": "s", "arch": "vgg13_s", "params": 1764519, "metrics": {"val": {"accuracy": 0.6, "macro_f1": 0.5}}}]
+    cards = [_card("r18", "resnet18", 11171271, 0.65, 0.6, not_shipped="22.3 MiB in fp16"),
+             _card("s", "vgg13_s", 1764519, 0.6, 0.5)]
     lines = results_markdown(cards).splitlines()
     assert lines[2].startswith("| r18 † | resnet18 | 11.17M | 65.00% |") and lines[3].startswith("| s | vgg13_s |")
     assert lines[-1].startswith("† card only: the fp16 weights are over 16 MiB")
