@@ -12,13 +12,11 @@ from datetime import datetime, timezone
 import torch
 import torch.nn as nn
 
-from . import cards
-from .calibrate import calibrate_card
+from . import card_schema, cards
 from .emotions import EMOTIONS
 from .errors import WeightsError
-from .evaluate import metrics, predict_logits, reliability, softmax
+from .measure import measure_card
 from .models import count_params
-from .speed import cpu_latency_card
 
 ARCH = "ensemble"
 COMBINE = "mean of the members' probabilities, each member at its own calibrated temperature"
@@ -50,28 +48,27 @@ def load(card: dict, directory=None, device="cpu") -> Ensemble:
     return Ensemble(members, temps).to(device).eval()
 
 
-def build(name, member_names, val, dataset_info: dict, argv, directory=None) -> dict:
-    """Measure an ensemble of shipped models on `val` (a data Split) and write its card; returns the card."""
+def build(name, member_names, datasets: list, argv, directory=None) -> dict:
+    """Measure an ensemble of shipped models on the val split of each of `datasets` (data sets as
+    `data.open_dataset` gives them; the first is primary: the temperature is fitted there) and write its
+    card; returns the card."""
     if len(set(member_names)) < 2:
         raise WeightsError("an ensemble needs at least two different shipped models")
     member_cards = [cards.find_card(n, directory) for n in member_names]
     if any(c["arch"] == ARCH for c in member_cards):
         raise WeightsError("an ensemble cannot contain another ensemble")
     card = {
-        "name": name, "arch": ARCH, "arch_args": {}, "default": False, "labels": list(EMOTIONS),
+        "schema_version": card_schema.SCHEMA_VERSION, "name": name, "arch": ARCH, "arch_args": {},
+        "labels": list(EMOTIONS), "preprocess": dict(card_schema.PREPROCESS),
+        "intended_use": card_schema.INTENDED_USE, "limitations": card_schema.LIMITATIONS,
         "members": [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in member_cards],
         "combine": COMBINE,
         "size_bytes": sum(c.get("size_bytes", 0) for c in member_cards),
-        "recipe": "python -m fer_core " + shlex.join(argv), "dataset": dataset_info,
+        "recipe": card_schema.portable("python -m fer_core " + shlex.join(argv)),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     model = load(card, directory)
     card["params"] = count_params(model)
-    card["metrics"] = {}
-    for key, tta in (("val", "none"), ("val_tta", "flip")):
-        probs = softmax(predict_logits(model, val.images, tta=tta))
-        card["metrics"][key] = {**metrics(probs, val.labels), "reliability": reliability(probs, val.labels)}
-    card = calibrate_card(card, model, val)
-    card["cpu_ms_per_face"] = cpu_latency_card(model)
+    card = measure_card(card, model, datasets)
     cards.write_card(card, directory)
     return card

@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import EmotionRecognizer
+from fer_core import EmotionRecognizer, card_schema
 from fer_core.cards import load_model, save_weights, write_card
 from fer_core.data import FER2013
 from fer_core.errors import WeightsError
 from fer_core.evaluate import predict_logits, softmax
 from fer_core.models import count_params, create_model
+from helpers_cards import v2_card
 from helpers_data import run_cli
 
 
 def _second_member(weights, seed=0, temperature=1.7):
     torch.manual_seed(seed)
-    save_weights(create_model("mini_xception").eval(), {"name": "mx", "arch": "mini_xception", "arch_args": {}})
+    save_weights(create_model("mini_xception").eval(), v2_card("mx", "mini_xception"))
     card = json.loads((weights / "mx.json").read_text())
     write_card({**card, "temperature": temperature}, weights)
 
@@ -42,8 +43,9 @@ def test_build_load_and_combine(trained, members):
     assert card["members"][0]["sha256"] == json.loads((weights / "cnn.json").read_text())["sha256"]
     assert "mean" in card["combine"] and card["recipe"].startswith("python -m fer_core ensemble --members cnn mx")
     assert card["params"] == count_params(create_model("cnn")) + count_params(create_model("mini_xception"))
-    assert card["metrics"]["val"]["n"] == card["calibration"]["n"] == 42
-    assert f"val {card['metrics']['val']['accuracy']:.2%}" in result.stdout
+    assert card["metrics"]["fer2013"]["val"]["n"] == card["calibration"]["n"] == 42
+    assert f"fer2013 val {card['metrics']['fer2013']['val']['accuracy']:.2%}" in result.stdout
+    assert card_schema.validate(card) == [] and "fer2013" in card["datasets"]
 
     rec = EmotionRecognizer(model="ensemble", detector="haar")
     faces = FER2013(trained.data.path).load("val").images[:12]
