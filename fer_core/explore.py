@@ -34,18 +34,18 @@ def source_stamp(path) -> str:
 
 
 def recorded_datasets(cards) -> list:
-    """The datasets the model cards say they were trained on, one entry per fingerprint:
+    """The datasets the model cards were measured on (their `datasets`), one entry per fingerprint:
     {fingerprint, source, counts {split: {emotion: n}}, models [names]}. Malformed entries are skipped."""
     found = {}
     for card in cards:
-        data = card.get("dataset")
-        counts = data.get("counts") if isinstance(data, dict) else None
-        if not isinstance(counts, dict) or not all(isinstance(c, dict) for c in counts.values()):
-            continue
-        key = str(data.get("fingerprint") or sorted(counts.items(), key=str))
-        entry = found.setdefault(key, {"fingerprint": data.get("fingerprint"), "source": data.get("source"),
-                                       "counts": _clean_counts(counts), "models": []})
-        entry["models"].append(str(card.get("name")))
+        for data in (card.get("datasets") or {}).values():  # schema v2: dataset key -> {source, fingerprint, counts}
+            counts = data.get("counts") if isinstance(data, dict) else None
+            if not isinstance(counts, dict) or not all(isinstance(c, dict) for c in counts.values()):
+                continue
+            key = str(data.get("fingerprint") or sorted(counts.items(), key=str))
+            entry = found.setdefault(key, {"fingerprint": data.get("fingerprint"), "source": data.get("source"),
+                                           "counts": _clean_counts(counts), "models": []})
+            entry["models"].append(str(card.get("name")))
     return list(found.values())
 
 

@@ -13,6 +13,7 @@ from fer_core import EMOTIONS, EmotionRecognizer, explore
 from fer_core.cards import REPO_WEIGHTS, find_card, read_cards, write_card
 from fer_core.data import FER2013, Split
 from fer_core.evaluate import metrics
+from helpers_cards import v2_card
 from helpers_data import make_kaggle
 
 # Kaggle layout counts (EMOTIONS order) before the planted files below are added
@@ -77,23 +78,23 @@ def test_shipped_cards_record_fer2013_class_counts():
     default = find_card(None)
     recorded = explore.recorded_datasets(read_cards())
     (mine,) = [r for r in recorded if default["name"] in r["models"]]
-    assert mine["fingerprint"] == default["dataset"]["fingerprint"]
+    assert mine["fingerprint"] == default["datasets"]["fer2013"]["fingerprint"]
     assert [mine["counts"]["train"][e] for e in EMOTIONS] == FER_TRAIN
     assert [mine["counts"]["val"][e] for e in EMOTIONS] == FER_VAL
     assert sum(mine["counts"]["train"].values()) == 28709 and sum(mine["counts"]["val"].values()) == 3589
     cards_on_disk = [json.loads(p.read_text()) for p in REPO_WEIGHTS.glob("*.json")]
     assert sorted(m for r in recorded for m in r["models"]) == sorted(
-        c["name"] for c in cards_on_disk if isinstance(c.get("dataset", {}).get("counts"), dict))
+        c["name"] for c in cards_on_disk for d in c["datasets"].values() if isinstance(d.get("counts"), dict))
 
 
 def test_recorded_datasets_merge_by_fingerprint_and_skip_malformed(weights_dir):
     counts = {"train": dict(zip(EMOTIONS, range(1, 8))), "val": dict(zip(EMOTIONS, [1] * 7))}
-    write_card({"name": "a", "arch": "cnn", "dataset": {"fingerprint": "f1", "source": "x.zip", "counts": counts}})
-    write_card({"name": "b", "arch": "cnn", "dataset": {"fingerprint": "f1", "source": "x.zip", "counts": counts}})
+    for name in ("a", "b"):
+        write_card(v2_card(name, datasets={"x": {"fingerprint": "f1", "source": "x.zip", "counts": counts}}))
     odd = {"train": {"happy": 5, "sad": "many", "fear": float("nan")}}
-    write_card({"name": "c", "arch": "cnn", "dataset": {"fingerprint": "f2", "source": "y.csv", "counts": odd}})
-    write_card({"name": "d", "arch": "cnn", "dataset": "fer2013"})
-    write_card({"name": "e", "arch": "cnn"})
+    write_card(v2_card("c", datasets={"y": {"fingerprint": "f2", "source": "y.csv", "counts": odd}}))
+    write_card(v2_card("d", datasets={"fer2013": {"fingerprint": "f3", "source": "fer2013.zip"}}))  # no counts
+    write_card(v2_card("e"))
     recorded = explore.recorded_datasets(read_cards())
     assert [(r["fingerprint"], r["models"]) for r in recorded] == [("f1", ["a", "b"]), ("f2", ["c"])]
     assert recorded[0]["counts"] == counts
@@ -326,7 +327,7 @@ def test_fer2013_misclassified_val_faces_match_the_cards_confusion_matrix(fer201
     rec = EmotionRecognizer(detector="haar")
     val = splits["val"]
     found = explore.misclassified(explore.classify_in_batches(rec.classify, val.images), val.labels)
-    card = rec.card["metrics"]["val"]
+    card = rec.card["metrics"]["fer2013"]["val"]
     assert explore.confusion_counts(found, val.labels).tolist() == card["confusion_matrix"]
     assert found.total == card["n"] == 3589
     assert 1 - len(found) / found.total == pytest.approx(card["accuracy"], abs=5e-5)

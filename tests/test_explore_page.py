@@ -56,7 +56,7 @@ def test_without_a_dataset_it_explains_and_shows_the_cards_counts(monkeypatch):
     assert at.text_input(key="explore_path").value == ""
     assert "No FER2013 dataset configured" in at.info[0].value
     assert_explains(at)
-    recorded = find_card(None)["dataset"]["counts"]
+    recorded = find_card(None)["datasets"]["fer2013"]["counts"]
     (fig,) = [f for f in charts(at) if [t["name"] for t in f["data"]] == list(recorded)]
     assert [t["y"] for t in fig["data"]] == [[recorded[s][e] for e in EMOTIONS] for s in recorded]
     table = at.dataframe[0].value
