@@ -62,12 +62,17 @@ def make_tiny_weights(directory, name=TINY_MODEL, seed=0, default=True) -> Path:
     """A seeded, untrained mini_xception saved as NAME.pt + NAME.json in `directory`."""
     import torch
 
-    from fer_core.cards import save_weights
+    from fer_core.cards import save_weights, set_default
     from fer_core.models import create_model
+
+    try:
+        from helpers_cards import v2_card
+    except ImportError:
+        from tests.helpers_cards import v2_card
 
     torch.manual_seed(seed)
     model = create_model("mini_xception")
-    card = {"name": name, "arch": "mini_xception", "arch_args": {}, "default": default,
-            "metrics": {"val": {"accuracy": 0.0}}, "temperature": 1.0}
-    save_weights(model, card, directory)
+    save_weights(model, v2_card(name, "mini_xception", accuracy=0.0, temperature=1.0), directory)
+    if default:
+        set_default(name, directory)
     return Path(directory)

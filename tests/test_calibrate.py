@@ -53,9 +53,9 @@ def test_export_stores_the_temperature_and_the_recognizer_applies_it(trained):
     card = json.loads((trained.weights / "cnn.json").read_text())
     c = card["calibration"]
     assert card["temperature"] == c["temperature"] > 0
-    assert c["split"] == "val" and c["n"] == card["metrics"]["val"]["n"]
+    assert c["split"] == "val" and c["n"] == card["metrics"]["fer2013"]["val"]["n"]
     assert c["nll_after"] <= c["nll_before"] + 1e-4
-    assert c["ece_before"] == card["metrics"]["val"]["ece"]
+    assert c["ece_before"] == card["metrics"]["fer2013"]["val"]["ece"]
 
     rec = EmotionRecognizer(model="cnn", detector="haar", weights_dir=trained.weights)
     faces = FER2013(trained.data.path).load("val").images[:10]

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import cards
+from fer_core import card_schema, cards
 from fer_core.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
                             write_card)
 from fer_core.cli import main
 from fer_core.errors import WeightsError
 from fer_core.evaluate import metrics, predict_logits, softmax
 from fer_core.models import create_model, list_models
+from helpers_cards import v2_card
 from helpers_data import run_cli
 
 MAX_SHIPPED_BYTES = 16 * 1024 * 1024
@@ -40,8 +41,7 @@ def _faces(n=6, seed=0):
 def shipped(weights_dir):
     """weights_dir holding one exported model 'tiny' (mini_xception); returns (model, card path, .pt path)."""
     model = _model()
-    card_path = save_weights(model, {"name": "tiny", "arch": "mini_xception", "arch_args": {},
-                                     "metrics": {"val": {"accuracy": 0.5}}})
+    card_path = save_weights(model, v2_card("tiny", "mini_xception", accuracy=0.5))
     return model, card_path, weights_dir / "tiny.pt"
 
 
@@ -55,7 +55,8 @@ def test_round_trip_in_fp16(shipped, weights_dir, tmp_path):
     card = json.loads(card_path.read_text())
     assert card["sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest() == sha256_file(pt)
     assert card["size_bytes"] == pt.stat().st_size and card["weights_file"] == "tiny.pt"
-    assert card["dtype"] == "float16" and card["metrics"] == {"val": {"accuracy": 0.5}}
+    assert card["dtype"] == "float16" and card["metrics"] == {"fer2013": {"val": {"accuracy": 0.5}}}
+    assert card_schema.validate(card) == []
 
     loaded, loaded_card = load_model("tiny")
     assert loaded_card == card and not loaded.training
@@ -71,7 +72,7 @@ def test_round_trip_in_fp16(shipped, weights_dir, tmp_path):
 
 def test_saving_again_replaces_both_files_atomically(shipped, weights_dir):
     _, card_path, pt = shipped
-    save_weights(_model(seed=1), {"name": "tiny", "arch": "mini_xception"})
+    save_weights(_model(seed=1), v2_card("tiny", "mini_xception"))
     card = json.loads(card_path.read_text())
     assert card["sha256"] == sha256_file(pt)
     assert sorted(p.name for p in weights_dir.iterdir()) == ["tiny.json", "tiny.pt"]  # no temporary files left
@@ -133,7 +134,7 @@ class NotWeights:
 def test_a_pickle_with_code_is_never_executed(weights_dir):
     pt = weights_dir / "evil.pt"
     torch.save({"x": NotWeights()}, pt)
-    write_card({"name": "evil", "arch": "cnn", "weights_file": "evil.pt", "sha256": sha256_file(pt)})
+    write_card(v2_card("evil", weights_file="evil.pt", sha256=sha256_file(pt)))
     with pytest.raises(WeightsError, match="evil.pt could not be loaded as cnn"):
         load_model("evil")
 
@@ -142,8 +143,10 @@ def test_unreadable_cards_are_skipped(shipped, weights_dir, caplog):
     (weights_dir / "broken.json").write_text("{not json")
     (weights_dir / "list.json").write_text("[1, 2]")
     (weights_dir / "noarch.json").write_text('{"name": "noarch"}')
-    write_card({"name": "alpha", "arch": "cnn"})
+    write_card(v2_card("alpha"))
+    (weights_dir / "invalid.json").write_text(json.dumps({**v2_card("invalid"), "metrics": {"fer2013": {"val": {}}}}))
     assert [c["name"] for c in read_cards()] == ["alpha", "tiny"]
+    assert "invalid.json" in caplog.text and "metrics['fer2013']['val'] has no accuracy" in caplog.text
     assert "broken.json" in caplog.text and "noarch.json" in caplog.text and "lacks 'name' or 'arch'" in caplog.text
     assert read_cards(weights_dir / "absent") == []
 
@@ -151,38 +154,38 @@ def test_unreadable_cards_are_skipped(shipped, weights_dir, caplog):
 def test_find_card_picks_the_default_else_the_best(weights_dir):
     with pytest.raises(WeightsError, match=f"no shipped models: {weights_dir} holds no model cards"):
         find_card()
-    write_card({"name": "a", "arch": "cnn", "metrics": {"val": {"accuracy": 0.61}}})
-    write_card({"name": "b", "arch": "cnn", "metrics": {"val": {"accuracy": 0.66}}})
-    write_card({"name": "c", "arch": "cnn"})
+    write_card(v2_card("a", accuracy=0.61))
+    write_card(v2_card("b", accuracy=0.66))
+    write_card(v2_card("c"))
     assert find_card()["name"] == "b"
-    write_card({"name": "a", "arch": "cnn", "default": True, "metrics": {"val": {"accuracy": 0.61}}})
+    set_default("a")
     assert find_card()["name"] == "a" and find_card("c")["name"] == "c"
     with pytest.raises(WeightsError, match="unknown model 'd'; shipped: a, b, c"):
         find_card("d")
 
 
-def test_set_default_leaves_exactly_one(weights_dir):
-    for name, default in (("a", True), ("b", True), ("c", False), ("d", None)):
-        card = {"name": name, "arch": "cnn", "params": 5}
-        write_card(card if default is None else {**card, "default": default})
+def test_set_default_names_one_model_in_the_default_file_and_leaves_the_cards_alone(weights_dir):
+    for name in "abc":
+        write_card(v2_card(name, params=5))
+    before = {p.name: p.read_text() for p in weights_dir.glob("*.json")}
+    assert cards.default_name() is None
     set_default("c")
-    flags = {c["name"]: c.get("default") for c in read_cards()}
-    assert [n for n, f in flags.items() if f] == ["c"]
-    assert flags == {"a": False, "b": False, "c": True, "d": None}  # d had no mark and needed none
-    assert all(c["params"] == 5 for c in read_cards())  # the rest of each card is kept
+    assert (weights_dir / "DEFAULT").read_text() == "c\n" and cards.default_name() == "c"
     set_default("a")
-    assert [c["name"] for c in read_cards() if c.get("default")] == ["a"]
+    assert cards.default_name() == "a"
     with pytest.raises(WeightsError, match="unknown model 'zz'"):
         set_default("zz")
-    assert [c["name"] for c in read_cards() if c.get("default")] == ["a"]
+    assert cards.default_name() == "a"
+    assert {p.name: p.read_text() for p in weights_dir.glob("*.json")} == before  # no card changes
 
 
 def test_default_cli(weights_dir, capsys):
-    write_card({"name": "a", "arch": "cnn", "default": True})
-    write_card({"name": "b", "arch": "cnn"})
+    write_card(v2_card("a"))
+    write_card(v2_card("b"))
+    set_default("a")
     assert main(["default", "b"]) == 0
     assert "b is now the default model" in capsys.readouterr().out
-    assert [c["name"] for c in read_cards() if c.get("default")] == ["b"]
+    assert cards.default_name() == "b"
     assert main(["default", "nope"]) == 2
     assert "error: unknown model 'nope'" in capsys.readouterr().err
 
@@ -199,7 +202,8 @@ def test_models_json_lists_architectures_and_shipped_models(shipped, trained, we
     assert len(by_name) == len(rows)
     assert set(by_name) == set(list_models()) | {"tiny"}
     assert by_name["tiny"] == {**by_name["tiny"], "arch": "mini_xception", "default": True, "weights": True,
-                               "metrics": {"val": {"accuracy": 0.5}}}
+                               "metrics": {"fer2013": {"val": {"accuracy": 0.5}}}}
+    assert by_name["tiny"]["table"]["fer2013 val acc"] == 0.5
     cnn_card = json.loads((weights_dir / "cnn.json").read_text())
     assert by_name["cnn"]["weights"] is True and by_name["cnn"]["default"] is False
     assert by_name["cnn"]["metrics"] == cnn_card["metrics"] and by_name["cnn"]["params"] == 980199
@@ -220,30 +224,30 @@ def test_models_table(shipped, capsys):
 # ------------------------------------------------------------------- weights too big for the repository
 
 def test_weights_over_the_limit_are_kept_aside_and_the_card_says_so(weights_dir, tmp_path, monkeypatch, capsys):
-    save_weights(_model(0), {"name": "small", "arch": "mini_xception", "default": True,
-                             "metrics": {"val": {"accuracy": 0.4}}})
+    save_weights(_model(0), v2_card("small", "mini_xception", accuracy=0.4))
+    set_default("small")
     size = (weights_dir / "small.pt").stat().st_size
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", size // 2)  # "small" was saved under the real limit
     run = tmp_path / "runs" / "big"
     model = _model(1)
-    card_path = save_weights(model, {"name": "big", "arch": "mini_xception", "metrics": {"val": {"accuracy": 0.9}}},
-                             overflow_dir=run)
+    card_path = save_weights(model, v2_card("big", "mini_xception", accuracy=0.9), overflow_dir=run)
     card = json.loads(card_path.read_text())
     kept = run / "big.pt"
     assert not (weights_dir / "big.pt").exists() and kept.is_file()
-    assert card["weights_file"] is None and card["kept_at"] == str(kept) and card["size_bytes"] == kept.stat().st_size
-    assert card["sha256"] == sha256_file(kept)
-    assert f"{kept.stat().st_size / 2**20:.1f} MiB" in card["not_shipped"] and str(kept) in card["not_shipped"]
+    assert card["weights_file"] is None and card["kept_at"] == "big/big.pt"
+    assert card["size_bytes"] == kept.stat().st_size
+    assert card["sha256"] == sha256_file(kept) and card_schema.validate(card) == []  # no machine path
+    assert f"{kept.stat().st_size / 2**20:.1f} MiB" in card["not_shipped"] and "run folder big/" in card["not_shipped"]
 
     # the kept file is the model (what training measures), but the app never loads it
-    loaded = cards.load_file(cards.weights_path(card), card).eval()
+    loaded = cards.load_file(kept, card).eval()
     faces = torch.from_numpy(_faces()).float().unsqueeze(1) / 255
     with torch.no_grad():
         assert torch.allclose(loaded(faces), model(faces), atol=2e-2)
     with pytest.raises(WeightsError, match="big is not shipped: its fp16 weights are"):
         load_model("big")
     assert find_card()["name"] == "small"
-    write_card({**json.loads((weights_dir / "small.json").read_text()), "default": False})
+    (weights_dir / "DEFAULT").unlink()
     assert find_card()["name"] == "small"  # the most accurate model that can load, not the card with 90%
 
     assert main(["models"]) == 0
@@ -254,14 +258,14 @@ def test_weights_over_the_limit_are_kept_aside_and_the_card_says_so(weights_dir,
 
     with pytest.raises(WeightsError, match="big cannot be the default"):
         set_default("big")
-    write_card({**card, "default": True})  # marked by hand: still never picked
+    (weights_dir / "DEFAULT").write_text("big\n")  # named by hand: still never picked
     assert find_card()["name"] == "small"
 
 
 def test_weights_over_the_limit_without_a_folder_to_keep_them_are_refused(weights_dir, monkeypatch):
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 1000)
     with pytest.raises(WeightsError, match=r"over the [0-9.e-]+ MiB limit on shipped weights"):
-        save_weights(_model(), {"name": "big", "arch": "mini_xception"})
+        save_weights(_model(), v2_card("big", "mini_xception"))
     assert list(weights_dir.iterdir()) == []
 
 
@@ -269,9 +273,9 @@ def test_weights_over_the_limit_without_a_folder_to_keep_them_are_refused(weight
 
 def _two_models(weights_dir):
     """weights_dir with 'good' and 'bad' (the default, more accurate) mini_xceptions."""
-    save_weights(_model(0), {"name": "good", "arch": "mini_xception", "metrics": {"val": {"accuracy": 0.4}}})
-    save_weights(_model(1), {"name": "bad", "arch": "mini_xception", "default": True,
-                             "metrics": {"val": {"accuracy": 0.6}}})
+    save_weights(_model(0), v2_card("good", "mini_xception", accuracy=0.4))
+    save_weights(_model(1), v2_card("bad", "mini_xception", accuracy=0.6))
+    set_default("bad")
     return weights_dir / "bad.pt"
 
 
@@ -317,7 +321,7 @@ def test_a_broken_model_is_named_and_the_others_stay_usable(weights_dir, damage)
 def test_an_ensemble_with_a_broken_member_is_broken(weights_dir):
     bad = _two_models(weights_dir)
     members = [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in read_cards()]
-    write_card({"name": "duo", "arch": "ensemble", "members": members})
+    write_card(v2_card("duo", "ensemble", members=members))
     assert cards.weights_problem(find_card("duo")) is None
     _flip_byte(bad)
     assert "member 'bad'" in cards.weights_problem(find_card("duo"))
@@ -338,19 +342,31 @@ def test_a_missing_weights_folder_is_a_clear_error(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------- the shipped weights
 
 SHIPPED = read_cards(REPO_WEIGHTS)
+RAW_CARDS = sorted(REPO_WEIGHTS.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RAW_CARDS, ids=lambda p: p.stem)
+def test_every_card_in_weights_follows_the_schema_as_written(path):
+    """The JSON on disk, not its migrated form: a shipped card is written in schema version 2 and names
+    no path of the machine that wrote it."""
+    card = json.loads(path.read_text())
+    assert card_schema.validate(card) == [], path.name
+    assert list(card_schema.machine_paths(card)) == [], path.name
+    assert card["name"] == path.stem and card_schema.migrate(card) is card
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason=f"no model cards in {REPO_WEIGHTS} yet")
 
 
 @needs_shipped
 def test_shipped_weights_are_small_intact_and_one_is_default():
-    defaults = [c["name"] for c in SHIPPED if c.get("default")]
-    assert len(defaults) == 1, f"defaults: {defaults}; mark one with: python -m fer_core default NAME"
+    default = cards.default_name(REPO_WEIGHTS)
+    assert default in {c["name"] for c in SHIPPED if not c.get("not_shipped")}, (
+        f"weights/DEFAULT names {default!r}; name a shipped model with: python -m fer_core default NAME")
     for card in SHIPPED:
         if card["arch"] == "ensemble":  # no file of its own: its members are checked as they load
             assert {m["name"] for m in card["members"]} <= {c["name"] for c in SHIPPED}
             load_model(card["name"], REPO_WEIGHTS)
             continue
-        assert {"val", "val_tta"} <= card.get("metrics", {}).keys(), card["name"]
+        assert {"val", "val_tta"} <= card["metrics"]["fer2013"].keys(), card["name"]
         if card.get("not_shipped"):  # compared on the dashboard only: its card says why there is no file
             assert card["size_bytes"] > MAX_SHIPPED_BYTES and not (REPO_WEIGHTS / f"{card['name']}.pt").exists()
             continue
@@ -359,8 +375,8 @@ def test_shipped_weights_are_small_intact_and_one_is_default():
         assert pt.stat().st_size <= MAX_SHIPPED_BYTES, f"{pt} is over 16 MiB"
         assert sha256_file(pt) == card["sha256"], f"{pt} does not match its card"
         assert card["arch"] in list_models()
-        assert {"val", "val_tta"} <= card.get("metrics", {}).keys(), card["name"]
-        assert card["metrics"]["val"]["n"] == 3589, card["name"]  # measured on the whole PublicTest split
+        assert {"val", "val_tta"} <= card["metrics"]["fer2013"].keys(), card["name"]
+        assert card["metrics"]["fer2013"]["val"]["n"] == 3589, card["name"]  # measured on the whole PublicTest split
         model, _ = load_model(card["name"], REPO_WEIGHTS)
         with torch.no_grad():
             assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
@@ -373,6 +389,6 @@ def test_shipped_default_reproduces_its_val_accuracy(real_cache):
     model, card = load_model(None, REPO_WEIGHTS)
     val = FER2013(os.environ["FER2013_PATH"]).load("val")
     m = metrics(softmax(predict_logits(model, val.images)), val.labels)
-    assert m["n"] == card["metrics"]["val"]["n"]
-    assert abs(m["accuracy"] - card["metrics"]["val"]["accuracy"]) <= 0.003
-    assert cards.val_accuracy(card) == card["metrics"]["val"]["accuracy"]
+    assert m["n"] == card["metrics"]["fer2013"]["val"]["n"]
+    assert abs(m["accuracy"] - card["metrics"]["fer2013"]["val"]["accuracy"]) <= 0.003
+    assert cards.val_accuracy(card) == card["metrics"]["fer2013"]["val"]["accuracy"]

@@ -151,9 +151,9 @@ def test_evaluate_cli_matches_the_card(trained, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
     assert m["model"] == "cnn" and m["split"] == "val" and m["tta"] == "none"
-    assert abs(m["accuracy"] - card["metrics"]["val"]["accuracy"]) <= 0.003
-    assert m["n"] == card["metrics"]["val"]["n"] == sum(trained.data.counts["val"].values())
-    assert m["confusion_matrix"] == card["metrics"]["val"]["confusion_matrix"]
+    assert abs(m["accuracy"] - card["metrics"]["fer2013"]["val"]["accuracy"]) <= 0.003
+    assert m["n"] == card["metrics"]["fer2013"]["val"]["n"] == sum(trained.data.counts["val"].values())
+    assert m["confusion_matrix"] == card["metrics"]["fer2013"]["val"]["confusion_matrix"]
     assert f"accuracy={m['accuracy']:.2%}" in r.stdout and r.stdout.startswith("cnn on val\n")
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from fer_core import train
+from fer_core import card_schema, train
 from fer_core.cards import sha256_file
 from fer_core.cli import build_parser, main
 from fer_core.data import FER2013
@@ -46,15 +46,16 @@ def test_smoke_run_writes_checkpoints_history_and_a_full_card(trained):
     assert card["recipe"].startswith("python -m fer_core train --model cnn --data ")
     assert "--epochs 2" in card["recipe"] and "--resume" not in card["recipe"]
     assert card["history"] == history
-    assert card["dataset"]["fingerprint"] == FER2013(trained.data.path).fingerprint()
-    assert card["dataset"]["counts"]["train"] == trained.data.counts["train"]
+    assert card_schema.validate(card) == []
+    assert card["datasets"]["fer2013"]["fingerprint"] == FER2013(trained.data.path).fingerprint()
+    assert card["datasets"]["fer2013"]["counts"]["train"] == trained.data.counts["train"]
     assert card["hardware"]["device"] == "cpu" and card["hardware"]["torch"] == torch.__version__
     assert abs(card["wall_time_s"] - sum(h["seconds"] for h in history)) <= 0.3
     assert card["sha256"] == sha256_file(pt) and card["size_bytes"] == pt.stat().st_size
-    assert card["dtype"] == "float16" and card["default"] is False
+    assert card["dtype"] == "float16" and "default" not in card
     assert card["best_epoch"] == max(history, key=lambda h: h["val_acc"])["epoch"]
 
-    val = card["metrics"]["val"]
+    val = card["metrics"]["fer2013"]["val"]
     n_val = sum(trained.data.counts["val"].values())
     assert val["n"] == n_val
     assert 0 <= val["accuracy"] <= 1 and 0 <= val["macro_f1"] <= 1 and 0 <= val["ece"] <= 1
@@ -63,7 +64,7 @@ def test_smoke_run_writes_checkpoints_history_and_a_full_card(trained):
     cm = val["confusion_matrix"]
     assert len(cm) == 7 and all(len(r) == 7 for r in cm) and sum(map(sum, cm)) == n_val
     assert abs(sum(cm[i][i] for i in range(7)) / n_val - val["accuracy"]) < 1e-4
-    assert card["metrics"]["val_tta"]["n"] == n_val
+    assert card["metrics"]["fer2013"]["val_tta"]["n"] == n_val
     speed = card["cpu_ms_per_face"]
     assert speed["batch1"]["median"] > 0 and speed["batch16"]["median"] > 0 and speed["threads"] == 1
 
@@ -230,7 +231,7 @@ def test_a_distilled_run_names_its_teacher_in_the_card(trained, tmp_path):
     teacher_card = json.loads((weights / "cnn.json").read_text())
     assert card["distilled_from"] == {"name": "cnn", "sha256": teacher_card["sha256"], "alpha": 0.6,
                                       "temperature": 3.0,
-                                      "val_accuracy": teacher_card["metrics"]["val"]["accuracy"]}
+                                      "val_accuracy": teacher_card["metrics"]["fer2013"]["val"]["accuracy"]}
     assert "--teacher cnn" in card["recipe"]
 
 
@@ -325,10 +326,10 @@ def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trai
     train.run(args, ["train", "--model", "cnn", "--name", "big"])
     card = json.loads((weights / "big.json").read_text())
     assert sorted(p.name for p in weights.iterdir()) == ["big.json"]
-    assert card["kept_at"] == str(run / "big.pt") and card["sha256"] == sha256_file(run / "big.pt")
+    assert card["kept_at"] == "run/big.pt" and card["sha256"] == sha256_file(run / "big.pt")
     assert "over the 0.0953674 MiB limit" in card["not_shipped"]
-    val = card["metrics"]["val"]
-    assert val["n"] == 7 * 6 and 0 <= val["accuracy"] <= 1 and card["metrics"]["val_tta"]["n"] == val["n"]
+    val = card["metrics"]["fer2013"]["val"]
+    assert val["n"] == 7 * 6 and 0 <= val["accuracy"] <= 1 and card["metrics"]["fer2013"]["val_tta"]["n"] == val["n"]
     assert card["temperature"] > 0 and card["cpu_ms_per_face"]["batch1"]["median"] > 0
 
 
@@ -450,7 +451,7 @@ def test_init_starts_from_a_shipped_models_weights_and_names_it_in_the_card(trai
     extra = ("--weights-dir", str(trained.weights), "--lr", "1e-9", "--warmup", "0")
     state = _train_in_process(trained.data.path, tmp_path / "run", 1, "--init", "cnn", *extra)
     assert state["init"] == {"name": "cnn", "sha256": shipped["sha256"],
-                             "val_accuracy": shipped["metrics"]["val"]["accuracy"]}
+                             "val_accuracy": shipped["metrics"]["fer2013"]["val"]["accuracy"]}
     after = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
     _train_in_process(trained.data.path, tmp_path / "fresh", 1, *extra)
     fresh = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)["model"]
