@@ -39,6 +39,7 @@ def test_frames_are_webcam_shaped_from_a_photo_or_a_video(tmp_path):
         benchmark.frames_from(video=text, count=2)
 
 
+@pytest.mark.slow
 def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatch):
     if yunet_model():
         monkeypatch.setenv("FER_YUNET_MODEL", str(yunet_model()))
@@ -62,6 +63,7 @@ def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatc
     assert "tiny on" in benchmark.format_result(r)
 
 
+@pytest.mark.slow
 def test_cli_json(tiny, tmp_path):
     photo = tmp_path / "a.png"
     cv2.imwrite(str(photo), astronaut_bgr())

@@ -23,6 +23,8 @@ except ImportError:  # imported as the tests package
     from tests.helpers_browser import (CAMERA_FPS, CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer,
                                        face_clip_y4m, fake_camera_args)
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

@@ -63,6 +63,7 @@ def test_export_stores_the_temperature_and_the_recognizer_applies_it(trained):
     np.testing.assert_allclose(rec.classify(faces), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_calibrate_command_refits_a_shipped_card(trained, tmp_path):
     weights = tmp_path / "w"
     shutil.copytree(trained.weights, weights)

@@ -190,6 +190,7 @@ def test_default_cli(weights_dir, capsys):
     assert "error: unknown model 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_models_json_lists_architectures_and_shipped_models(shipped, trained, weights_dir):
     for suffix in (".pt", ".json"):
         shutil.copy(trained.weights / f"cnn{suffix}", weights_dir)
@@ -286,6 +287,7 @@ def _flip_byte(path, at=None):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "card sha256", "missing file"])
 def test_a_broken_model_is_named_and_the_others_stay_usable(weights_dir, damage):
     bad = _two_models(weights_dir)
@@ -331,6 +333,7 @@ def test_an_ensemble_with_a_broken_member_is_broken(weights_dir):
     assert "'gone'" in cards.weights_problem(find_card("duo"))
 
 
+@pytest.mark.slow
 def test_a_missing_weights_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "nowhere"))
     r = run_cli("models", "--json")
@@ -383,6 +386,8 @@ def test_shipped_weights_are_small_intact_and_one_is_default():
 
 
 @needs_shipped
+@pytest.mark.dataset
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the FER2013 dataset to run")
 def test_shipped_default_reproduces_its_val_accuracy(real_cache):
     from fer_core.data import FER2013

@@ -427,6 +427,8 @@ REAL_COUNTS = {  # Kaggle FER2013: Training / PublicTest
 }
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL, reason="set FER2013_PATH to the FER2013 dataset to run")
 def test_real_fer2013_counts_and_cached_reload(real_cache):
     src = FER2013(REAL)

@@ -9,8 +9,9 @@ import torch
 from fer_core.models import create_model
 from helpers_data import REPO, cli_env, make_kaggle
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="this torch build has no gloo backend")
+pytestmark = [pytest.mark.slow,  # two torchrun trainings: about 80 s on 2 cores
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="this torch build has no gloo backend")]
 
 
 def _torchrun(*args, env, timeout=300):

@@ -34,6 +34,7 @@ def members(trained, tmp_path, monkeypatch):
     return weights, {**trained.env, "FER_WEIGHTS_DIR": str(weights)}
 
 
+@pytest.mark.slow
 def test_build_load_and_combine(trained, members):
     weights, env = members
     result = run_cli("ensemble", "--members", "cnn", "mx", "--data", trained.data.path, env=env, timeout=300)
@@ -57,6 +58,7 @@ def test_build_load_and_combine(trained, members):
     assert rec.name == "ensemble"
 
 
+@pytest.mark.slow
 def test_a_member_with_other_weights_is_refused(trained, members):
     weights, env = members
     assert run_cli("ensemble", "--members", "cnn", "mx", "--data", trained.data.path, env=env,
@@ -66,6 +68,7 @@ def test_a_member_with_other_weights_is_refused(trained, members):
         load_model("ensemble")
 
 
+@pytest.mark.slow
 def test_bad_member_lists_are_clear_errors(trained, members):
     _, env = members
     one = run_cli("ensemble", "--members", "cnn", "cnn", "--data", trained.data.path, env=env)

@@ -143,6 +143,7 @@ def test_ten_crop_logits_are_the_mean_over_the_ten_views():
 
 # ------------------------------------------------------------------------------------------------- CLI
 
+@pytest.mark.slow
 def test_evaluate_cli_matches_the_card(trained, tmp_path):
     card = json.loads((trained.weights / "cnn.json").read_text())
     out = tmp_path / "val.json"
@@ -185,6 +186,7 @@ def test_evaluate_with_ten_crop_tta(trained, tmp_path, monkeypatch, capsys):
     assert e.value.code == 2 and "invalid choice: 'twelvecrop'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_cli_missing_split_is_a_short_error(trained, tmp_path):
     r = run_cli("evaluate", "--model", "cnn", "--data", trained.data.path, "--split", "test",
                 "--json", tmp_path / "t.json", env=trained.env)
@@ -199,6 +201,7 @@ def test_evaluate_unknown_model_is_a_short_error(trained, monkeypatch, capsys):
     assert capsys.readouterr().err == "error: unknown model 'nope'; shipped: cnn\n"
 
 
+@pytest.mark.slow
 def test_evaluate_names_bad_rows_and_files_and_uses_the_rest(trained, tmp_path):
     """A CSV with a malformed row and a folder with a non-image file: evaluate warns with the line or file
     and evaluates every other face."""

@@ -282,6 +282,8 @@ def fer2013(tmp_path_factory):
     return dataset, splits
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 def test_fer2013_counts_are_the_published_ones(fer2013):
     dataset, _ = fer2013
     fig = explore.distribution_figure(dataset.counts())
@@ -291,11 +293,15 @@ def test_fer2013_counts_are_the_published_ones(fer2013):
     assert explore.page_count(dataset.counts()["train"]["happy"]) == 226
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 def test_fer2013_fingerprint_is_the_one_the_shipped_models_record(fer2013):
     dataset, _ = fer2013
     assert find_card(None)["name"] in explore.matching_models(dataset.fingerprint(), read_cards())
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 def test_fer2013_mean_faces_and_histograms_are_consistent(fer2013):
     _, splits = fer2013
     train = splits["train"]
@@ -306,6 +312,8 @@ def test_fer2013_mean_faces_and_histograms_are_consistent(fer2013):
     assert all(h.sum() == n * 2304 for h, n in zip(explore.histograms_by_class(train).values(), FER_TRAIN))
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 def test_fer2013_flags_every_constant_face_and_finds_duplicates(fer2013):
     _, splits = fer2013
     blanks = explore.blank_faces(splits)
@@ -322,6 +330,8 @@ def test_fer2013_flags_every_constant_face_and_finds_duplicates(fer2013):
     assert set(groups[0].members) == constant  # the blank faces are all the same grey: one group of 12
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 def test_fer2013_misclassified_val_faces_match_the_cards_confusion_matrix(fer2013):
     _, splits = fer2013
     rec = EmotionRecognizer(detector="haar")

@@ -50,6 +50,7 @@ def assert_explains(at):
     assert "FER2013_PATH" in text and "kaggle.com/datasets/msambare/fer2013" in text
 
 
+@pytest.mark.slow
 def test_without_a_dataset_it_explains_and_shows_the_cards_counts(monkeypatch):
     monkeypatch.delenv("FER2013_PATH", raising=False)
     at = open_explorer()
@@ -91,6 +92,7 @@ def test_small_dataset_from_the_env(monkeypatch, planted_path):
     assert len(at.dataframe[0].value) == 3  # one row per duplicate group
 
 
+@pytest.mark.slow
 def test_class_split_and_histogram_controls(monkeypatch, planted_path):
     monkeypatch.setenv("FER2013_PATH", str(planted_path))
     at = open_explorer()
@@ -105,6 +107,7 @@ def test_class_split_and_histogram_controls(monkeypatch, planted_path):
     assert images(at).count([""]) == 2  # 2 happy faces in val
 
 
+@pytest.mark.slow
 def test_paging_through_a_class(monkeypatch, tmp_path):
     data = make_kaggle(tmp_path / "fer", counts={"train": [1, 1, 1, 1, 45, 1, 1], "val": [1] * 7})
     monkeypatch.setenv("FER2013_PATH", str(data.path))
@@ -117,6 +120,7 @@ def test_paging_through_a_class(monkeypatch, tmp_path):
     assert images(at).count([""]) == 13  # 45 = 32 + 13
 
 
+@pytest.mark.slow
 def test_a_typed_path_is_used(monkeypatch, planted_path):
     monkeypatch.delenv("FER2013_PATH", raising=False)
     at = open_explorer()
@@ -148,6 +152,7 @@ def test_unreadable_rows_and_files_are_named_and_the_rest_shown(monkeypatch, tmp
     assert sum(train_bars) == sum(data.counts["train"].values())
 
 
+@pytest.mark.slow
 def test_misclassified_faces_only_after_the_toggle(monkeypatch, planted_path):
     monkeypatch.setenv("FER2013_PATH", str(planted_path))
     at = open_explorer()
@@ -170,6 +175,8 @@ def test_misclassified_faces_only_after_the_toggle(monkeypatch, planted_path):
     assert all(c.startswith("angry → ") for c in shown)
 
 
+@pytest.mark.dataset
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="FER2013_PATH is not set")
 def test_real_fer2013_renders_and_reruns_fast(real_cache, capsys):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()

@@ -21,8 +21,11 @@ except ImportError:  # tests/ imported as a package
 FACE_REGION = (150, 40, 150, 160)  # x 150-300, y 40-200: Eileen Collins's face in the 512x512 photo
 BIG = 4000
 
-needs_yunet = pytest.mark.skipif(yunet_model() is None,
-                                 reason="no YuNet model (set FER_YUNET_MODEL or provide /work/shared/models)")
+def needs_yunet(test):
+    """A test of the YuNet detector: marked `dataset`, skipped without its model file."""
+    skip = pytest.mark.skipif(yunet_model() is None,
+                              reason="no YuNet model (set FER_YUNET_MODEL or provide /work/shared/models)")
+    return pytest.mark.dataset(skip(test))
 
 
 @pytest.fixture(autouse=True)
@@ -314,12 +317,14 @@ def _concurrent(detector, images, n=20):
     return expected
 
 
+@pytest.mark.slow
 def test_haar_is_thread_safe(haar, photo, group):
     one = cv2.resize(photo, (320, 320))
     expected = _concurrent(haar, [one, cv2.resize(group, (600, 400)), one[:, ::-1].copy()])
     assert len(expected[0]) == 1 and len(expected[1]) >= 5
 
 
+@pytest.mark.slow
 @needs_yunet
 def test_yunet_is_thread_safe(yunet, photo, group):
     # different input sizes from different threads: setInputSize must not race with detect

@@ -23,8 +23,11 @@ except ImportError:  # tests/ imported as a package
     from tests.helpers_images import astronaut_bgr, yunet_model
 
 CLIP = Path(os.environ.get("FER_FACE_CLIP", "")) if os.environ.get("FER_FACE_CLIP") else None
-needs_clip = pytest.mark.skipif(CLIP is None or not CLIP.is_file(),
-                                reason="no face clip (set FER_FACE_CLIP to a video of a face)")
+def needs_clip(test):
+    """A test on the shared face clip: marked `dataset`, skipped without it."""
+    skip = pytest.mark.skipif(CLIP is None or not CLIP.is_file(),
+                              reason="no face clip (set FER_FACE_CLIP to a video of a face)")
+    return pytest.mark.dataset(skip(test))
 
 
 class ManualClock:

@@ -24,6 +24,8 @@ except ImportError:  # imported as the tests package
     from tests.helpers_browser import (CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer, face_clip_y4m,
                                        fake_camera_args)
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 async_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
@@ -170,6 +172,7 @@ def rate(readings, t0, t1) -> float:
     return (b[1] - a[1]) / max(1e-9, b[0] - a[0])
 
 
+@pytest.mark.timeout(SOAK_S + 600)  # the soak itself, then the server, browser and clip set-up
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads memory from Linux /proc")
 def test_webcam_soak(server, tmp_path, record_property):
     assert SOAK_S >= 120, "the soak compares its first and last minutes: FER_SOAK_S must be at least 120"
