@@ -4,10 +4,8 @@ import streamlit as st
 
 import ui
 from fer_core import FerError
-from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart
 from fer_core.downloads import results_rows, to_csv, to_json
 from fer_core.examples import example_photo
-from fer_core.gradcam import grad_cam, overlay
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 PHOTO_MB = 20  # per photo; a 12-megapixel phone JPEG is 3-8 MB
@@ -97,8 +95,13 @@ heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
 flip = st.toggle("Average each face with its mirror image", value=True, key="flip_tta",
                  help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
                       "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
+# Only now, with the title and the uploader on screen, do OpenCV and PyTorch load, and the model behind a spinner
+# (ui.recognizer), so a fresh server's first visit shows the page at once and the first upload need not wait.
+from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
+from fer_core.gradcam import grad_cam, overlay  # noqa: E402
+
+recognizer = ui.recognizer()
 if inputs:
-    recognizer = ui.recognizer()
     if recognizer is None:
         st.stop()
     with st.spinner("Finding faces…"):

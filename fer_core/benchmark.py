@@ -156,7 +156,7 @@ def write_card(result: dict):
 
 
 def format_result(r: dict) -> str:
-    lines = [f"{r['model']} ({r['backend']}) on {machine_line(r['machine'])}, torch {r['torch']}",
+    lines = [f"{r['model']} on {machine_line(r['machine'])}; backend {r['backend']}, torch {r['torch']}",
              f"model load {r['load_s'] * 1000:.0f} ms; peak RSS {r['peak_rss_mb']:.0f} MB"]
     for k, v in r["per_face_ms"].items():
         lines.append(f"per face ({r['backend']}), {k:<8} median {v['median']:.3f} ms  p95 {v['p95']:.3f} ms")

@@ -12,12 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from . import card_schema
 from .atomic import write_atomic
 from .errors import WeightsError
-from .models import create_model
 
 log = logging.getLogger(__name__)
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -42,6 +39,7 @@ def save_weights(model, card: dict, directory=None, overflow_dir=None) -> Path:
     A file over MAX_SHIPPED_BYTES is moved to `overflow_dir` (the run folder) and the card says why it is
     not shipped: the dashboard still compares its metrics, but the app cannot load it.
     """
+    import torch
     d = weights_dir(directory)
     d.mkdir(parents=True, exist_ok=True)
     name = card["name"]
@@ -147,6 +145,9 @@ def weights_path(card: dict, directory=None) -> Path:
 
 def load_file(pt: Path, card: dict):
     """The card's architecture with the fp16 state dict in `pt` (as float32), in train mode."""
+    import torch  # here, not at the top: reading cards (the app's first page) needs no PyTorch
+
+    from .models import create_model
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         model = create_model(card["arch"], **card.get("arch_args", {}))

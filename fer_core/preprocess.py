@@ -4,9 +4,7 @@ A face goes: BGR/grey picture + box -> `crop_face` (square crop with margin, gre
 -> `faces_to_tensor` (float, normalised) -> model. The FER2013 images are already 48x48 grey
 crops, so training and evaluation enter at `faces_to_tensor`.
 """
-import cv2
 import numpy as np
-import torch
 
 FACE_SIZE = 48  # FER2013 resolution
 MARGIN = 0.1  # extra context around the detector's box, per side, as a fraction of its size
@@ -15,6 +13,7 @@ MEAN, STD = 0.5, 0.25  # maps [0, 255] grey to about [-2, 2]
 
 def crop_face(image: np.ndarray, box) -> np.ndarray:
     """Square crop around `box` (x, y, w, h) of a BGR or grey image -> 48x48 uint8 grey."""
+    import cv2  # cv2 and torch load on first use: model cards read the constants above without them
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * MARGIN)
@@ -30,8 +29,9 @@ def crop_face(image: np.ndarray, box) -> np.ndarray:
     return cv2.resize(crop, (FACE_SIZE, FACE_SIZE), interpolation=interp)
 
 
-def faces_to_tensor(faces, device="cpu") -> torch.Tensor:
+def faces_to_tensor(faces, device="cpu") -> "torch.Tensor":
     """uint8 [N, 48, 48] (numpy or torch) -> normalised float32 [N, 1, 48, 48] on `device`."""
+    import torch
     t = torch.as_tensor(faces)
     if t.dtype != torch.uint8 or t.ndim != 3 or tuple(t.shape[1:]) != (FACE_SIZE, FACE_SIZE):
         raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {t.dtype} {tuple(t.shape)}")
