@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
@@ -27,6 +29,7 @@ print(json.dumps({"seen": seen, "title": [t.value for t in at.title], "errors": 
 """
 
 
+@pytest.mark.slow
 def test_title_and_uploader_come_before_pytorch():
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",

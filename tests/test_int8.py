@@ -19,6 +19,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.helpers_data import cli_env, make_kaggle, run_cli, zip_folder
 
+pytestmark = pytest.mark.slow  # quantizing the module's model takes about 30 s on 2 cores
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = "mini_xception"  # a small trained model: its int8 copy must read synthetic faces as fp32 does
 COUNTS = {"train": [30] * 7, "val": [20] * 7, "test": [2] * 7}
@@ -145,7 +146,7 @@ def test_predict_cli_backend(quantized, tmp_path):
     assert out["int8"][0]["box"] == out["torch"][0]["box"]
 
 
-@pytest.mark.slow
+@pytest.mark.dataset
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the real FER2013")
 def test_shipped_default_int8_on_real_val():
     """The shipped default's int8 file on FER2013's val faces: the same answer as fp32 on >= 97% of them,
