@@ -69,6 +69,7 @@ def _check(payload):
     assert time.perf_counter() - t < SECONDS_PER_INPUT
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(mutated())
 def test_mutated_real_images(payload):

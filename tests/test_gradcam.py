@@ -124,6 +124,7 @@ def test_inference_mode_and_frozen_parameters(astronaut_face):
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
+@pytest.mark.slow
 def test_thread_safe_with_a_shared_model(astronaut_face):
     """Grad-CAMs for different classes and plain classification, all at once on one model."""
     rec = EmotionRecognizer("mini_xception", detector="haar")

@@ -226,6 +226,7 @@ def test_blank_frames_come_back_unchanged(rec):
     assert [p for _, p in stats.history] == [None, None, None]
 
 
+@pytest.mark.slow
 def test_still_face_label_does_not_flicker(rec, face_frame):
     """30 frames of the same face with sensor noise and 2-px jitter: one track, one label throughout."""
     rng = np.random.default_rng(0)
@@ -320,6 +321,7 @@ def test_skipped_frames_reuse_the_last_boxes(rec, face_frame):
     assert len(stats.history) == stats.analysed
 
 
+@pytest.mark.slow
 def test_counters_fps_and_history_window(rec, face_frame):
     clock = ManualClock()
     proc = LiveProcessor(rec, adaptive=False, history_s=1.0, clock=clock)
@@ -359,6 +361,7 @@ def test_history_figure(rec, face_frame):
     assert list(happy.y) == pytest.approx([p[3] for _, p in stats.history])
 
 
+@pytest.mark.slow
 @needs_clip
 def test_processor_on_the_face_clip(rec):
     """The shared clip (one smiling face, looking down at a phone) letterboxed to 640x480: a face on every
@@ -383,6 +386,7 @@ def test_processor_on_the_face_clip(rec):
     assert switches(smoothed) <= switches(raw)
 
 
+@pytest.mark.slow
 @needs_clip
 def test_adaptive_processor_on_the_face_clip(rec):
     """With skipping on (the default policy, real timings), every frame still shows the face."""

@@ -35,6 +35,7 @@ def run_cli(files, *args, weights=None):
                           env=env, cwd=ROOT, timeout=120)
 
 
+@pytest.mark.slow
 def test_mixed_good_and_bad_inputs(files):
     face, text, missing = str(files / "face.jpg"), str(files / "notes.txt"), str(files / "missing.jpg")
     out = run_cli(files, face, text, missing, "--detector", "haar")
@@ -60,6 +61,7 @@ def test_mixed_good_and_bad_inputs(files):
         assert isinstance(bad["error"], str) and name in bad["error"]
 
 
+@pytest.mark.slow
 def test_only_good_inputs_exit_0(files):
     face, blank = str(files / "face.jpg"), str(files / "blank.png")
     out = run_cli(files, face, blank, "--detector", "haar", "--json")
@@ -71,6 +73,7 @@ def test_only_good_inputs_exit_0(files):
     assert results[1] == {"image": blank, "faces": []}
 
 
+@pytest.mark.slow
 def test_auto_detector_offline_falls_back_to_haar(files):
     out = run_cli(files, str(files / "face.jpg"))
     assert "Traceback" not in out.stderr
@@ -79,6 +82,7 @@ def test_auto_detector_offline_falls_back_to_haar(files):
     assert len(json.loads(out.stdout)[0]["faces"]) == 1
 
 
+@pytest.mark.slow
 def test_tta_averages_each_face_with_its_mirror(files):
     """With a shipped model (the tiny one's outputs all sit near 1/7): --tta gives the recognizer's flip-TTA
     scores, which differ from the plain ones."""
@@ -95,6 +99,7 @@ def test_tta_averages_each_face_with_its_mirror(files):
     assert max(abs(scores["flip"][e] - scores["none"][e]) for e in EMOTIONS) > 0.01
 
 
+@pytest.mark.slow
 def test_unknown_model_exit_2(files):
     out = run_cli(files, str(files / "face.jpg"), "--model", "no_such_model", "--detector", "haar")
     assert out.returncode == 2

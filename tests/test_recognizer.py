@@ -68,6 +68,7 @@ def test_predict_on_a_photo(rec, photo):
     assert 150 <= x + w / 2 <= 300 and 40 <= y + h / 2 <= 200  # on Eileen Collins's face
 
 
+@pytest.mark.slow
 def test_predict_every_input_kind_gives_the_same_result(rec, photo, tmp_path):
     png = encode(Image.fromarray(astronaut_rgb()), "PNG")
     path = tmp_path / "astronaut.png"
@@ -105,6 +106,7 @@ def test_no_face_gives_empty_list(rec):
     assert rec.predict(np.random.default_rng(3).integers(0, 256, (300, 400, 3), dtype=np.uint8)) == []
 
 
+@pytest.mark.slow
 def test_detect_matches_predict_boxes(rec, photo):
     row = montage(photo, 1, 3)
     assert sorted(rec.detect(row)) == [r.box for r in rec.predict(row)]
@@ -181,6 +183,7 @@ def test_classify_rejects_wrong_dtype_or_shape(rec, bad):
 
 # --- threads ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_concurrent_predict_matches_sequential(rec, photo):
     images = [photo, montage(photo, 1, 3), photo[:, ::-1].copy(), np.full((200, 200, 3), 90, np.uint8)]
     expected = [rec.predict(img) for img in images]
@@ -250,6 +253,7 @@ def test_public_names():
         fer_core.NoSuchThing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_import_is_light():
     code = ("import fer_core, sys; "
             "print('fer_core.recognizer' in sys.modules, 'torch' in sys.modules, 'cv2' in sys.modules)")

@@ -25,6 +25,7 @@ def _history(run):
     return json.loads((run / "history.json").read_text())
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_checkpoints_history_and_a_full_card(trained):
     assert "training cnn (980,199 params) on cpu" in trained.result.stdout
     assert "epoch 2/2" in trained.result.stdout and "exported" in trained.result.stdout
@@ -88,6 +89,7 @@ def test_unknown_model_and_bad_pretrained_are_short_errors(tmp_path, capsys):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_missing_dataset_is_a_short_error(tmp_path):
     r = run_cli("train", "--model", "cnn", "--data", tmp_path / "nope.zip", "--epochs", 1,
                 "--out", tmp_path / "run", "--weights-dir", tmp_path / "w")
@@ -108,6 +110,7 @@ def _train_cmd(data, out, epochs, *extra):
             "--out", str(out), "--no-export", *extra]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_continues_from_the_last_checkpoint(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [40] * 7, "val": [4] * 7}, seed=1)
     env = cli_env()  # this test's FER_CACHE_DIR, which the next line fills
@@ -165,6 +168,7 @@ def test_resume_without_a_checkpoint_starts_fresh(tmp_path, caplog):
     assert state["epoch"] == 1 and [h["epoch"] for h in _history(tmp_path / "run")] == [1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_history(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=2)
     (a,), (b,) = (_train_in_process(data.path, tmp_path / f"run{i}", 1)["history"] for i in range(2))
@@ -217,6 +221,7 @@ def test_pure_distillation_learns_from_the_teacher_alone(trained):
         assert all(torch.allclose(w_a[k].float(), w_b[k].float(), atol=1e-6) for k in w_a) is same
 
 
+@pytest.mark.slow
 def test_a_distilled_run_names_its_teacher_in_the_card(trained, tmp_path):
     weights = tmp_path / "w"
     weights.mkdir()
@@ -235,6 +240,7 @@ def test_a_distilled_run_names_its_teacher_in_the_card(trained, tmp_path):
     assert "--teacher cnn" in card["recipe"]
 
 
+@pytest.mark.slow
 def test_cached_teacher_outputs_are_the_teachers_mirror_averaged_logits_kept_for_resume(trained, tmp_path, capsys):
     """--kd-cache: the teacher runs once over the unaugmented training faces (face and mirror), the run
     folder keeps the result, a resumed run reuses it, and the card says how the student was taught."""
@@ -301,6 +307,7 @@ def test_pure_distillation_from_cached_outputs_ignores_the_labels(trained):
     assert abs(loss_a - loss_c) > 1e-4
 
 
+@pytest.mark.slow
 def test_kd_cache_without_a_teacher_is_a_short_error(trained, tmp_path):
     result = run_cli("train", "--model", "cnn", "--data", trained.data.path, "--epochs", 1, "--threads", 1,
                      "--out", tmp_path / "run", "--weights-dir", trained.weights, "--kd-cache", env=trained.env)
@@ -308,6 +315,7 @@ def test_kd_cache_without_a_teacher_is_a_short_error(trained, tmp_path):
     assert "--kd-cache" in result.stderr and "--teacher" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
     result = run_cli("train", "--model", "cnn", "--data", trained.data.path, "--epochs", 1, "--threads", 1,
                      "--out", tmp_path / "run", "--weights-dir", trained.weights, "--teacher", "nope",
@@ -316,6 +324,7 @@ def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
     assert "unknown model 'nope'" in result.stderr and "cnn" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trained, tmp_path, monkeypatch):
     from fer_core import cards
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 100_000)  # the cnn's fp16 file is about 2 MB
@@ -344,6 +353,7 @@ def test_label_loss_of_a_mixed_batch_weighs_both_labels():
     assert torch.isclose(mixed, expected)
 
 
+@pytest.mark.slow
 def test_an_ema_run_keeps_the_average_as_best_and_resumes_on_the_same_path(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=4)
     recipe = ("--ema", "0.9", "--mixup", "0.4", "--cutmix", "1.0")
@@ -371,6 +381,7 @@ def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_augmentation_options_reach_the_training_batches(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=2)
     (default,) = _train_in_process(data.path, tmp_path / "default", 1)["history"]
@@ -388,6 +399,7 @@ def test_bad_augmentation_values_are_short_errors(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_an_swa_run_averages_its_last_epochs_at_a_constant_rate_and_resumes_on_the_same_path(tmp_path):
     data = make_kaggle(tmp_path / "d", counts={"train": [12] * 7, "val": [3] * 7}, seed=5)
     run, straight = tmp_path / "run", tmp_path / "straight"
@@ -445,6 +457,7 @@ def test_bad_swa_values_are_short_errors(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_init_starts_from_a_shipped_models_weights_and_names_it_in_the_card(trained, tmp_path):
     shipped = json.loads((trained.weights / "cnn.json").read_text())
     start = torch.load(trained.weights / "cnn.pt", weights_only=True)
@@ -460,6 +473,7 @@ def test_init_starts_from_a_shipped_models_weights_and_names_it_in_the_card(trai
     assert not all(torch.allclose(fresh[k], start[k].float(), atol=2e-3) for k in weights)
 
 
+@pytest.mark.slow
 def test_init_from_another_architecture_or_an_unknown_model_is_a_short_error(trained, tmp_path):
     for model, init, message in (("mini_xception", "cnn", "--init cnn is a cnn, not a mini_xception"),
                                  ("cnn", "nope", "unknown model 'nope'")):
