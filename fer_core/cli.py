@@ -191,7 +191,7 @@ def build_parser():
     r.set_defaults(func=cmd_predict)
     q = sub.add_parser("quantize", help="write weights/NAME.int8.onnx (static int8, ONNX Runtime) and measure it")
     q.add_argument("--model", help="shipped model name (default: the default model)")
-    q.add_argument("--data", help="FER2013 .zip, folder or .csv (default: env FER2013_PATH)")
+    q.add_argument("--data", help=DATA_HELP)
     q.add_argument("--calibration", type=int, default=1024, help="training faces that calibrate the int8 ranges")
     q.set_defaults(func=cmd_quantize)
     d = sub.add_parser("default", help="mark a shipped model as the app's default")
