@@ -1,4 +1,4 @@
-"""`python -m fer_core {train,evaluate,calibrate,ensemble,benchmark,models,predict,default,results}`.
+"""`python -m fer_core {train,evaluate,robustness,calibrate,ensemble,benchmark,models,predict,default,results}`.
 
 Argument parsing only: each command's work lives in its own module."""
 import argparse
@@ -17,17 +17,60 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .cards import load_model
-    from .data import FER2013, dataset_path
-    from .evaluate import format_table, metrics, predict_logits, softmax
-    model, card = load_model(args.model)
-    split = FER2013(dataset_path(args.data)).load(args.split)
-    probs = softmax(predict_logits(model, split.images, tta=args.tta), card.get("temperature", 1.0))
-    m = {"model": card["name"], "split": args.split, "tta": args.tta, **metrics(probs, split.labels)}
-    if args.json:
+    from .cards import find_card
+    from .data import open_dataset
+    from .evaluate import format_table
+    from .measure import evaluate_models, side_by_side
+    ds = open_dataset(args.data)
+    names = args.model or [find_card()["name"]]
+    results = evaluate_models(names, ds, args.split, args.tta, args.peer)
+    if args.json:  # one model: its metrics at the top level; several: under "models"
+        head = {"data": ds.path.name, "split": args.split, "tta": args.tta}
+        first = next(iter(results))
+        body = {"model": first, **results[first]} if len(results) == 1 else {"models": results}
         with open(args.json, "w") as f:
-            json.dump(m, f, indent=1)
-    print(format_table(m, f"{card['name']} on {args.split}{'' if args.tta == 'none' else f' with {args.tta} TTA'}"))
+            json.dump({**head, **body}, f, indent=1)
+    if args.write_card:
+        _write_metrics(names, ds, args.split, args.tta, results)
+    tta = "" if args.tta == "none" else f" with {args.tta} TTA"
+    if len(results) == 1:
+        name, m = next(iter(results.items()))
+        print(format_table(m, f"{name} on {ds.path.name} {args.split}{tta}"))
+    else:
+        print(side_by_side(results, f"{ds.path.name} {args.split}{tta}"))
+
+
+def _write_metrics(names, ds, split, tta, results):
+    """Store each shipped model's metrics on this dataset in its card (metrics[dataset][split(_tta)])."""
+    from .card_schema import dataset_key
+    from .cards import find_card, write_card
+    from .measure import dataset_info
+    if tta not in ("none", "flip"):
+        raise FerError("cards keep plain and flip-TTA metrics only: use --tta flip or none with --write-card")
+    key = dataset_key(ds.path.name)
+    for name in names:
+        card = find_card(name)
+        card["datasets"][key] = dataset_info(ds)
+        card["metrics"].setdefault(key, {})[split + ("_tta" if tta == "flip" else "")] = results[card["name"]]
+        write_card(card)
+
+
+def cmd_robustness(args):
+    from . import robustness
+    from .card_schema import dataset_key
+    from .cards import find_card, load_model, write_card
+    from .data import FER2013, open_dataset
+    ds = open_dataset(args.data)
+    if not isinstance(ds, FER2013):
+        raise FerError(f"robustness reads FER2013's val faces; {ds.path.name} is a photo set")
+    val, results = ds.load("val"), {}
+    for name in args.model or [find_card()["name"]]:
+        model, card = load_model(name)
+        results[card["name"]] = robustness.run(model, val)
+        if not args.no_card:
+            entry = robustness.card_entry(results[card["name"]], dataset_key(ds.path.name), ds.fingerprint())
+            write_card({**find_card(card["name"]), "robustness": entry})
+    print(robustness.format_results(results))
 
 
 def cmd_calibrate(args):
@@ -139,6 +182,7 @@ def cmd_results(args):
 
 def build_parser():
     from .evaluate import TTA
+    from .robustness import SEVERITIES
     from .train import add_arguments
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -146,9 +190,12 @@ def build_parser():
     t = sub.add_parser("train", help="train a registered architecture on FER2013")
     add_arguments(t)
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("evaluate", help="metrics of a shipped model on a split")
-    e.add_argument("--model", help="shipped model name (default: the default model)")
-    e.add_argument("--data", help=DATA_HELP)
+    e = sub.add_parser("evaluate", help="metrics of shipped models on a split of FER2013 or of a real-photo set")
+    e.add_argument("--model", nargs="+", help="shipped model names (default: the default model)")
+    e.add_argument("--data", help=DATA_HELP + "; or a real-photo set: a folder or .zip of photos with class "
+                                              "folders or a labels.csv (file, emotion, split)")
+    e.add_argument("--peer", help="also read the photos with OpenCV zoo's facial expression model (this .onnx)")
+    e.add_argument("--write-card", action="store_true", help="store the metrics in each model's card")
     e.add_argument("--split", default="val", choices=["train", "val", "test"])
     e.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA,
                    help="average over views of each face: flip (the default for a bare --tta) with its mirror, "
@@ -197,6 +244,12 @@ def build_parser():
     d = sub.add_parser("default", help="mark a shipped model as the app's default")
     d.add_argument("name")
     d.set_defaults(func=cmd_default)
+    o = sub.add_parser("robustness", help=f"FER2013 val through capture corruptions ({', '.join(SEVERITIES)}), "
+                                          "three severities each")
+    o.add_argument("--model", nargs="+", help="shipped model names (default: the default model)")
+    o.add_argument("--data", help=DATA_HELP)
+    o.add_argument("--no-card", action="store_true", help="print only; do not store the results in the cards")
+    o.set_defaults(func=cmd_robustness)
     s = sub.add_parser("results", help="the results table from the model cards (Markdown)")
     s.add_argument("--readme", help="rewrite the table inside this README instead of printing it")
     s.set_defaults(func=cmd_results)

@@ -5,6 +5,7 @@ and without flip TTA, fits the temperature on the primary dataset's val split an
 """
 from . import card_schema
 from .calibrate import calibrate_card
+from .errors import FerError
 from .evaluate import metrics, predict_logits, reliability, softmax
 from .speed import cpu_latency_card
 
@@ -42,3 +43,41 @@ def measure_card(card: dict, model, datasets: list) -> dict:
     card = calibrate_card(card, model, primary.load("val"), card_schema.dataset_key(primary.path.name))
     card["cpu_ms_per_face"] = cpu_latency_card(model)
     return card
+
+
+def evaluate_models(names: list, ds, split="val", tta="none", peer_path=None) -> dict:
+    """{model name: metrics} of shipped models (and the OpenCV zoo peer, on photo sets) on one split."""
+    from . import peer
+    from .cards import load_model
+    from .photos import PhotoSet
+    results = {}
+    for name in names:
+        model, card = load_model(name)
+        results[card["name"]] = split_metrics(model, ds, split, tta)
+    if peer_path:
+        if not isinstance(ds, PhotoSet):
+            raise FerError("the peer reads whole photos: give --data a real-photo set, not FER2013's crops")
+        from .faces import yunet_model_path
+        yunet = yunet_model_path()
+        if yunet is None:
+            raise FerError("the peer needs YuNet's landmarks: set FER_YUNET_MODEL to the YuNet .onnx")
+        probs, labels, no_face = peer.photo_probabilities(peer.ZooFER(peer_path), ds, split, peer.LandmarkDetector(yunet))
+        results[peer.NAME] = {**metrics(probs, labels), "no_face": len(no_face)}
+    return results
+
+
+def side_by_side(results: dict, title="") -> str:
+    """One row per model: faces, no-face photos, accuracy, macro-F1, recall per class and the share of faces
+    called each emotion (where a model that reads every neutral face as sad shows at once)."""
+    from .emotions import EMOTIONS
+    short = [e[:3] for e in EMOTIONS]
+    head = (f"{'model':<44}{'faces':>6}{'no face':>8}{'acc':>8}{'mF1':>7}  recall " + " ".join(f"{s:>4}" for s in short)
+            + "   called " + " ".join(f"{s:>4}" for s in short))
+    lines = [title, head] if title else [head]
+    for name, m in results.items():
+        recall = " ".join(f"{m['per_class'][e]['recall'] * 100:>4.0f}" if m["per_class"][e]["support"] else "   -"
+                          for e in EMOTIONS)
+        share = " ".join(f"{m['predicted_share'][e] * 100:>4.1f}" for e in EMOTIONS)
+        lines.append(f"{name:<44}{m['n']:>6}{m.get('no_face', 0):>8}{m['accuracy']:>8.2%}{m['macro_f1']:>7.3f}"
+                     f"         {recall}          {share}")
+    return "\n".join(lines)

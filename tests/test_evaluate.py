@@ -155,7 +155,7 @@ def test_evaluate_cli_matches_the_card(trained, tmp_path):
     assert abs(m["accuracy"] - card["metrics"]["fer2013"]["val"]["accuracy"]) <= 0.003
     assert m["n"] == card["metrics"]["fer2013"]["val"]["n"] == sum(trained.data.counts["val"].values())
     assert m["confusion_matrix"] == card["metrics"]["fer2013"]["val"]["confusion_matrix"]
-    assert f"accuracy={m['accuracy']:.2%}" in r.stdout and r.stdout.startswith("cnn on val\n")
+    assert f"accuracy={m['accuracy']:.2%}" in r.stdout and r.stdout.startswith("cnn on fer2013 val\n")
 
 
 def test_evaluate_with_tta_on_train_uses_the_default_model(trained, tmp_path, monkeypatch, capsys):
@@ -165,7 +165,7 @@ def test_evaluate_with_tta_on_train_uses_the_default_model(trained, tmp_path, mo
     assert main(["evaluate", "--data", str(trained.data.path), "--split", "train", "--tta", "--json", str(out)]) == 0
     m = json.loads(out.read_text())
     assert m["model"] == "cnn" and m["tta"] == "flip" and m["n"] == sum(trained.data.counts["train"].values())
-    assert capsys.readouterr().out.startswith("cnn on train with flip TTA\n")
+    assert capsys.readouterr().out.startswith("cnn on fer2013 train with flip TTA\n")
 
 
 def test_evaluate_with_ten_crop_tta(trained, tmp_path, monkeypatch, capsys):
@@ -180,7 +180,7 @@ def test_evaluate_with_ten_crop_tta(trained, tmp_path, monkeypatch, capsys):
     expected = metrics(softmax(predict_logits(model, val.images, tta="tencrop"), card["temperature"]), val.labels)
     assert m["tta"] == "tencrop" and m["accuracy"] == expected["accuracy"]
     assert m["confusion_matrix"] == expected["confusion_matrix"]
-    assert capsys.readouterr().out.startswith("cnn on val with tencrop TTA\n")
+    assert capsys.readouterr().out.startswith("cnn on fer2013 val with tencrop TTA\n")
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "--model", "cnn", "--tta", "twelvecrop"])
     assert e.value.code == 2 and "invalid choice: 'twelvecrop'" in capsys.readouterr().err
