@@ -257,11 +257,12 @@ def soft_targets(teacher_logits, temperature):
     return F.softmax(teacher_logits.float() / temperature, dim=1)
 
 
-def distillation_loss(logits, targets, temperature):
+def distillation_loss(logits, targets, temperature, reduction="batchmean"):
     """KL divergence of the softened student from the teacher's softened probabilities `targets`, scaled
-    by T^2 (Hinton et al.) so that its gradients keep their size whatever the temperature."""
+    by T^2 (Hinton et al.) so that its gradients keep their size whatever the temperature; "none": per face."""
     t = temperature
-    return F.kl_div(F.log_softmax(logits / t, dim=1), targets, reduction="batchmean") * t * t
+    kl = F.kl_div(F.log_softmax(logits / t, dim=1), targets, reduction="none").sum(1) * t * t
+    return kl.mean() if reduction == "batchmean" else kl
 
 
 def cached_teacher_logits(teacher, teacher_state, data, images, out: Path, device, rank=0, world=1):
@@ -296,12 +297,13 @@ def recipe_command(argv) -> str:
     return "python -m fer_core " + shlex.join(kept)
 
 
-def label_loss(logits, y, partner, lam, label_smoothing):
+def label_loss(logits, y, partner, lam, label_smoothing, reduction="mean"):
     """Cross-entropy with the labels; for a mixed batch, lam of it with y and the rest with y[partner]."""
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
     if partner is None:
         return loss
-    return lam * loss + (1 - lam) * F.cross_entropy(logits, y[partner], label_smoothing=label_smoothing)
+    return lam * loss + (1 - lam) * F.cross_entropy(logits, y[partner], label_smoothing=label_smoothing,
+                                                    reduction=reduction)
 
 
 def train_one_epoch(run: Run, epoch: int):
@@ -332,9 +334,11 @@ def train_one_epoch(run: Run, epoch: int):
             x, partner, lam = mix(x, g, args.mixup, args.cutmix)
         with _autocast(device, run.amp):
             logits = run.net(x)
-        loss = label_loss(logits.float(), y, partner, lam, args.label_smoothing)
-        if run.teacher is not None:
-            loss = (1 - args.kd_alpha) * loss + args.kd_alpha * _kd_term(run, logits, x, clean, idx, partner, lam)
+        loss = label_loss(logits.float(), y, partner, lam, args.label_smoothing, reduction="none")
+        if run.teacher is not None:  # where the teacher speaks it takes kd_alpha of the loss; elsewhere labels
+            kd, weight = _kd_term(run, logits, x, clean, idx, partner, lam)
+            loss = (1 - weight) * loss + weight * kd
+        loss = loss.mean()
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
@@ -369,17 +373,19 @@ def _augmented_batch(run: Run, idx, g):
 
 
 def _kd_term(run: Run, logits, x, clean, idx, partner, lam):
-    """The distillation loss over the batch's FER2013 faces (0 when it holds none). A live teacher reads the
-    clean view of an unmixed batch, else what the student read."""
+    """(distillation loss per face, its weight per face): kd_alpha on FER2013's faces, 0 on real photos, whose
+    labels alone then teach them. A live teacher reads the clean view of an unmixed batch, else what the
+    student read."""
     args = run.args
     keep = ~run.train.from_extra(idx).to(logits.device)
     if partner is not None:
         keep = keep & keep[partner]
+    weight = keep.float() * args.kd_alpha
     if not keep.any():
-        return logits.sum() * 0.0
+        return torch.zeros_like(weight), weight
     seen = clean if clean is not None and partner is None else x
     targets = _teacher_targets(run.teacher, seen, idx, partner, lam, args.kd_temperature, run.device, run.amp)
-    return distillation_loss(logits.float()[keep], targets[keep], args.kd_temperature)
+    return distillation_loss(logits.float(), targets, args.kd_temperature, reduction="none") * keep, weight
 
 
 @torch.no_grad()
