@@ -80,8 +80,34 @@ def table_frame(cards, default=None, fold_families=True) -> pd.DataFrame:
 
 def colors(cards) -> dict:
     """{model name: colour} by position in `cards`: every figure drawn for the same (selected) cards gives a
-    model the same colour."""
-    return {c["name"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(cards)}
+    model the same colour; beyond PALETTE's 10 colours, a 24-colour palette, so that no two models share one."""
+    palette = PALETTE if len(cards) <= len(PALETTE) else qualitative.Dark24
+    return {c["name"]: palette[i % len(palette)] for i, c in enumerate(cards)}
+
+
+HALF_WIDTH = 460  # a chart in one of two page columns at a 1400-px window (SCATTER_WIDTH: the whole column)
+
+
+def legend_rows(labels, width) -> int:
+    """Rows a horizontal legend of `labels` takes in a chart `width` px wide (an entry: its swatch, about 45
+    px, and its text at up to 7 px a character; plotly lines entries up in columns of the widest)."""
+    if not labels:
+        return 0
+    entry = 45 + 7 * max(len(str(t)) for t in labels)
+    return -(-len(labels) // max(1, int((width - 20) // entry)))
+
+
+def bottom_legend(fig, width, plot_height=320, below=70):
+    """Puts `fig`'s legend under its plot, `below` px under the plot area (room for tick labels and the x
+    axis title), and makes the figure tall enough for the plot area to keep `plot_height` px however many
+    rows the legend takes: it never covers the axis or runs off the chart."""
+    labels = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    rows = legend_rows(labels, width)
+    top = 50 + (30 if fig.layout.title.text else 0)
+    bottom = below + 22 * rows + 10
+    fig.update_layout(height=top + plot_height + bottom, margin={"t": top, "b": bottom},
+                      legend={**BOTTOM_LEGEND, "y": -below / plot_height})
+    return fig
 
 
 def _empty_note(fig, text):
@@ -95,50 +121,107 @@ def _latency(card):
     return ((card.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median")
 
 
-def label_positions(points, clearance=0.12) -> list:
-    """A text position per (x, y) point so that labels of neighbouring points do not overlap: points are
-    taken left to right, and each label goes above its point, else below, right or left: the first side at
-    least `clearance` (in axis-normalised units) from every label placed so far, else the clearest side."""
-    if not points:
-        return []
-    xs, ys = np.asarray(points, dtype=float).T
-    xspan, yspan = np.ptp(xs) or 1.0, np.ptp(ys) or 1.0
-    offsets = {"top center": (0, 0.05), "bottom center": (0, -0.05), "middle right": (0.08, 0),
-               "middle left": (-0.08, 0)}
-    placed, positions = [], [None] * len(points)
-    for i in np.argsort(xs, kind="stable"):
-        x, y = (xs[i] - xs.min()) / xspan, (ys[i] - ys.min()) / yspan
-        room = {p: min([np.hypot(x + dx - a, y + dy - b) for a, b in placed] + [np.inf])
-                for p, (dx, dy) in offsets.items()}
-        best = next((p for p in offsets if room[p] >= clearance), max(offsets, key=room.get))
-        positions[i] = best
-        placed.append((x + offsets[best][0], y + offsets[best][1]))
-    return positions
+# The scatter's geometry in pixels, for placing its labels: the chart fills the page's main column (about
+# 940 px at a 1400-px window with the sidebar open), less these margins; label text is 12 px, whose
+# characters are at most about 7 px wide in the sans-serif fonts a browser falls back to.
+SCATTER_WIDTH, SCATTER_MARGIN = 940, {"l": 70, "r": 30, "t": 20, "b": 60}
+LABEL_FONT, CHAR_PX, LINE_PX, MARKER_PX = 12, 7.0, 18.0, 13
 
 
-def accuracy_latency_figure(cards, selected=None) -> go.Figure:
+def label_size(text) -> tuple:
+    """(width, height) in px that a label of `text` takes at most, with a little room around it."""
+    return len(text) * CHAR_PX + 6, LINE_PX
+
+
+def _boxes_meet(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _candidates(w, h, r, rings=8, step=14):
+    """Label-centre offsets (dx, dy; y down) around a marker of radius `r`, nearest first: the eight places
+    touching it (ring 0), then rings `step` px farther out, 16 directions each."""
+    yield from ((0, -(r + h / 2)), (r + w / 2, 0), (0, r + h / 2), (-(r + w / 2), 0),
+                (r + w / 2, -(r + h / 2)), (-(r + w / 2), -(r + h / 2)), (r + w / 2, r + h / 2),
+                (-(r + w / 2), r + h / 2))
+    for ring in range(1, rings + 1):
+        d = r + ring * step
+        for k in range(16):
+            a = -np.pi / 2 + k * np.pi / 8  # from straight up, clockwise
+            yield float(np.cos(a) * (d + w / 2)), float(np.sin(a) * (d + h / 2))
+
+
+def place_labels(points, texts, area, others=(), marker=MARKER_PX, gap=3) -> list:
+    """A label-centre offset (dx, dy) in px per point, or None where no place is free: no two labels'
+    boxes meet, no label covers a marker (of `points` or of `others`, all (x, y) in px, y down) and every
+    label lies inside `area` (x0, y0, x1, y1). The most crowded points choose first; each takes the first
+    free place of `_candidates` (touching its marker if it can, else farther out, for a leader line)."""
+    r = marker / 2 + gap
+    markers = [(x - marker / 2, y - marker / 2, x + marker / 2, y + marker / 2) for x, y in list(points) + list(others)]
+    crowd = [sum(np.hypot(x - a, y - b) < 120 for a, b in points) for x, y in points]
+    order = sorted(range(len(points)), key=lambda i: (-crowd[i], points[i][0], points[i][1]))
+    placed, offsets = [], [None] * len(points)
+    for i in order:
+        (x, y), (w, h) = points[i], label_size(texts[i])
+        for dx, dy in _candidates(w, h, r):
+            box = (x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+            inside = area[0] <= box[0] and area[1] <= box[1] and box[2] <= area[2] and box[3] <= area[3]
+            if inside and not any(_boxes_meet(box, b) for b in placed + markers):
+                placed.append(box)
+                offsets[i] = (round(dx, 1), round(dy, 1))
+                break
+    return offsets
+
+
+def _padded(lo, hi, share=0.08, least=0.02):
+    pad = max((hi - lo) * share, least)
+    return [lo - pad, hi + pad]
+
+
+def accuracy_latency_figure(cards, selected=None, width=SCATTER_WIDTH) -> go.Figure:
     """FER2013 val accuracy against CPU ms/face (batch 1), one point per model that has both. The selected
-    models (all when `selected` is None) are coloured and labelled, placed so labels do not overlap; the
-    others are small grey points, named on hover only."""
+    models (all when `selected` is None) are coloured and named by a label placed (place_labels, for a chart
+    `width` px wide) where it meets no other label or point, with a leader line when it sits away from its
+    point; the others are small grey points, named on hover only."""
     selected = {c["name"] for c in cards} if selected is None else set(selected)
     palette = colors([c for c in cards if c["name"] in selected])  # as in the figures drawn for `select(cards, ...)`
     points = [(c["name"], _latency(c), val_accuracy(c)) for c in cards
               if _latency(c) is not None and split_metrics(c) is not None]
     fig = go.Figure()
+    if not points:
+        return _empty_note(fig, "no card has both val accuracy and CPU latency")
     shown = [p for p in points if p[0] in selected]
-    for (name, x, y), pos in zip(shown, label_positions([(np.log10(x), y) for _, x, y in shown])):  # log x axis
-        fig.add_trace(go.Scatter(x=[x], y=[y], name=name, mode="markers+text", text=[name], textposition=pos,
-                                 marker={"size": 13, "color": palette[name]}, cliponaxis=False,
+    for name, x, y in sorted(points, key=lambda p: p[0] in selected):  # the coloured points on top
+        pick = name in selected
+        fig.add_trace(go.Scatter(x=[x], y=[y], name=name, mode="markers", text=[name], showlegend=False,
+                                 marker={"size": MARKER_PX if pick else 8,
+                                         "color": palette[name] if pick else "lightgrey"},
                                  hovertemplate="%{text}<br>%{x:.2f} ms/face<br>%{y:.2%}<extra></extra>"))
-    for name, x, y in points:
-        if name not in selected:
-            fig.add_trace(go.Scatter(x=[x], y=[y], name=name, mode="markers", text=[name], showlegend=False,
-                                     marker={"size": 8, "color": "lightgrey"},
-                                     hovertemplate="%{text}<br>%{x:.2f} ms/face<br>%{y:.2%}<extra></extra>"))
+    logs, accs = [np.log10(x) for _, x, _ in points], [y for _, _, y in points]
+    xrange, yrange = _padded(min(logs), max(logs)), _padded(min(accs), max(accs), least=0.01)
+    height = 450 if len(shown) <= 8 else 600
+    m = SCATTER_MARGIN
+    area = (0, 0, width - m["l"] - m["r"], height - m["t"] - m["b"])
+
+    def px(x, y):  # data to px inside the plot area, y down
+        return ((np.log10(x) - xrange[0]) / (xrange[1] - xrange[0]) * area[2],
+                (yrange[1] - y) / (yrange[1] - yrange[0]) * area[3])
+
+    others = [px(x, y) for name, x, y in points if name not in selected]
+    offsets = place_labels([px(x, y) for _, x, y in shown], [n for n, _, _ in shown], area, others)
+    for (name, x, y), off in zip(shown, offsets):
+        dx, dy = off if off is not None else (0, -(MARKER_PX / 2 + 3 + LINE_PX / 2))  # crowded out: above it
+        touching = abs(dx) <= label_size(name)[0] / 2 + MARKER_PX and abs(dy) <= LINE_PX / 2 + MARKER_PX
+        common = {"x": np.log10(x), "y": y, "text": name, "xanchor": "center", "yanchor": "middle",
+                  "font": {"size": LABEL_FONT}}
+        if touching:
+            fig.add_annotation(**common, showarrow=False, xshift=dx, yshift=-dy)
+        else:
+            fig.add_annotation(**common, showarrow=True, ax=dx, ay=dy, arrowhead=0, arrowwidth=1,
+                               arrowcolor=palette[name], standoff=MARKER_PX / 2)
     fig.update_layout(xaxis_title="CPU ms per face (batch 1, median; log scale)", xaxis_type="log",
-                      yaxis_title=f"{PRIMARY} val accuracy", yaxis_tickformat=".0%", showlegend=False,
-                      margin={"l": 60, "r": 90, "t": 30, "b": 50})
-    return fig if fig.data else _empty_note(fig, "no card has both val accuracy and CPU latency")
+                      xaxis_range=xrange, yaxis_range=yrange, yaxis_title=f"{PRIMARY} val accuracy",
+                      yaxis_tickformat=".0%", showlegend=False, height=height, margin=m)
+    return fig
 
 
 # -------------------------------------------------------------------------------- per-class figures
@@ -153,16 +236,15 @@ def per_class_f1(card, dataset=PRIMARY) -> list:
     return per_class(card, "f1", dataset)
 
 
-def _per_class_bars(cards, values, title, empty, y_title):
+def _per_class_bars(cards, values, title, empty, y_title, width=None):
     fig = go.Figure()
     palette = colors(cards)
     for card in cards:
         ys = values(card)
         if ys is not None and any(v is not None for v in ys):
             fig.add_trace(go.Bar(x=list(EMOTIONS), y=ys, name=card["name"], marker_color=palette[card["name"]]))
-    fig.update_layout(barmode="group", yaxis_title=y_title, yaxis_range=[0, 1], xaxis_title="class", title=title,
-                      legend=BOTTOM_LEGEND, margin={"b": 110})
-    return fig if fig.data else _empty_note(fig, empty)
+    fig.update_layout(barmode="group", yaxis_title=y_title, yaxis_range=[0, 1], xaxis_title="class", title=title)
+    return bottom_legend(fig, width or SCATTER_WIDTH) if fig.data else _empty_note(fig, empty)
 
 
 def per_class_f1_figure(cards, dataset=PRIMARY) -> go.Figure:
@@ -171,10 +253,10 @@ def per_class_f1_figure(cards, dataset=PRIMARY) -> go.Figure:
                            f"{dataset} val F1")
 
 
-def recall_figure(cards, dataset=PRIMARY) -> go.Figure:
+def recall_figure(cards, dataset=PRIMARY, width=HALF_WIDTH) -> go.Figure:
     """Grouped bars: recall per true emotion on `dataset` (the share of its faces called right)."""
     return _per_class_bars(cards, lambda c: per_class(c, "recall", dataset), f"Recall per class on {dataset} val",
-                           f"no selected card has per-class recall on {dataset}", "recall")
+                           f"no selected card has per-class recall on {dataset}", "recall", width)
 
 
 def predicted_share(card, dataset=PRIMARY, split="val"):
@@ -200,14 +282,15 @@ def true_share(cards, dataset=PRIMARY, split="val"):
     return None
 
 
-def predicted_share_figure(cards, dataset=PRIMARY) -> go.Figure:
+def predicted_share_figure(cards, dataset=PRIMARY, width=HALF_WIDTH) -> go.Figure:
     """Grouped bars: the share of faces each (selected) model calls each emotion on `dataset`, beside the
     true share of each emotion there (grey): a model that over-calls an emotion stands out."""
     fig = _per_class_bars(cards, lambda c: predicted_share(c, dataset), f"Faces called each emotion on {dataset} val",
-                          f"no selected card has predictions on {dataset}", "share of faces")
+                          f"no selected card has predictions on {dataset}", "share of faces", width)
     truth = true_share(cards, dataset)
     if fig.data and truth is not None:
         fig.add_trace(go.Bar(x=list(EMOTIONS), y=truth, name="true share", marker_color="lightgrey"))
+        bottom_legend(fig, width)
     if fig.data:
         top = max(max(v for v in t.y if v is not None) for t in fig.data)
         fig.update_layout(yaxis_range=[0, min(1.0, top * 1.15)], yaxis_tickformat=".0%")
@@ -291,8 +374,7 @@ def training_curves_figure(cards) -> go.Figure:
                     first = False
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_layout(legend=BOTTOM_LEGEND, margin={"b": 120})
-    return fig if fig.data else _empty_note(fig, "no selected card has a training history")
+    return bottom_legend(fig, SCATTER_WIDTH) if fig.data else _empty_note(fig, "no selected card has a training history")
 
 
 # ------------------------------------------------------------------------------------- calibration
@@ -350,8 +432,8 @@ def reliability_figure(cards) -> go.Figure:
             label = f"{name} (T={t:g})" if t is not None else f"{name} (temperature-scaled)"
             fig.add_trace(_reliability_trace(scaled, label, palette[name], "dot"))
     fig.update_layout(xaxis_title="confidence (top-class probability)", yaxis_title="accuracy",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], legend=BOTTOM_LEGEND, margin={"b": 120})
-    return fig if len(fig.data) > 1 else _empty_note(fig, "no card has reliability bins")
+                      xaxis_range=[0, 1], yaxis_range=[0, 1])
+    return bottom_legend(fig, SCATTER_WIDTH) if len(fig.data) > 1 else _empty_note(fig, "no card has reliability bins")
 
 
 # -------------------------------------------------------------------------------------- robustness
@@ -386,5 +468,5 @@ def robustness_figure(cards) -> go.Figure:
         fig.add_trace(go.Bar(x=kinds, y=ys, name=c["name"], marker_color=palette[c["name"]], customdata=detail,
                              hovertemplate=f"{c['name']}<br>%{{x}}: %{{y:.1%}}<br>%{{customdata}}<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_title=f"{PRIMARY} val accuracy", yaxis_tickformat=".0%",
-                      xaxis_title="corruption (mean over its severities)", legend=BOTTOM_LEGEND, margin={"b": 120})
-    return fig if fig.data else _empty_note(fig, "no selected card has robustness figures")
+                      xaxis_title="corruption (mean over its severities)")
+    return bottom_legend(fig, SCATTER_WIDTH) if fig.data else _empty_note(fig, "no selected card has robustness figures")

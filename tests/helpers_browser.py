@@ -153,3 +153,31 @@ def face_clip_y4m(path: Path) -> tuple:
     frames = clip_frames(Path(clip)) if clip and Path(clip).is_file() else []
     source = clip if frames else "skimage astronaut"
     return write_y4m(frames or astronaut_frames(), path), source
+
+
+# --- geometry of what a page draws (bounding boxes as Playwright gives them: x, y, width, height) --------
+
+def overlap(a: dict, b: dict) -> tuple:
+    """(width, height) of the intersection of two boxes; a side is <= 0 when they do not meet."""
+    w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+    h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+    return w, h
+
+
+def overlapping_pairs(named_boxes, tolerance=1.0) -> list:
+    """(name, name) of every two boxes in [(name, box)] that intersect by more than `tolerance` px both ways
+    (a shared edge or a one-pixel anti-aliasing fringe is not an overlap)."""
+    pairs = []
+    for i, (name_a, a) in enumerate(named_boxes):
+        for name_b, b in named_boxes[i + 1:]:
+            w, h = overlap(a, b)
+            if w > tolerance and h > tolerance:
+                pairs.append((name_a, name_b))
+    return pairs
+
+
+def outside(inner: dict, outer: dict, tolerance=1.0) -> bool:
+    """Whether `inner` reaches past any side of `outer` by more than `tolerance` px."""
+    return (inner["x"] < outer["x"] - tolerance or inner["y"] < outer["y"] - tolerance
+            or inner["x"] + inner["width"] > outer["x"] + outer["width"] + tolerance
+            or inner["y"] + inner["height"] > outer["y"] + outer["height"] + tolerance)

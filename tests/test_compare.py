@@ -113,6 +113,10 @@ def test_shipped_default_selection_is_the_default_the_best_single_model_and_the_
     assert compare.default_selection(cards, default_name()) == [default_name(), best_single, best_ensemble]
 
 
+def labels(fig) -> dict:
+    return {a.text: a for a in fig.layout.annotations}
+
+
 def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy():
     cards = read_cards()
     picked = compare.default_selection(cards, default_name())
@@ -123,16 +127,63 @@ def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy():
         assert t.x == (card["cpu_ms_per_face"]["batch1"]["median"],)
         assert t.y == (val(card)["accuracy"],)
         labelled = card["name"] in picked
-        assert (t.mode == "markers+text") == labelled and (t.marker.color == "lightgrey") != labelled
+        assert (card["name"] in labels(fig)) == labelled and (t.marker.color == "lightgrey") != labelled
     assert fig.layout.xaxis.type == "log"
+    for name, a in labels(fig).items():  # a label sits at its point (log x axis: annotations take log10)
+        card = next(c for c in cards if c["name"] == name)
+        assert a.x == pytest.approx(np.log10(card["cpu_ms_per_face"]["batch1"]["median"]))
+        assert a.y == val(card)["accuracy"]
 
 
-def test_labels_of_neighbouring_points_go_to_different_sides():
-    points = [(1.0, 0.68), (1.05, 0.681), (1.1, 0.679), (9.0, 0.6)]
-    positions = compare.label_positions(points)
-    assert len(set(positions[:3])) == 3  # three points side by side: three different sides
-    assert positions[3] == "top center"  # alone: the first choice
-    assert compare.label_positions([]) == []
+def label_box(point, offset, text):
+    w, h = compare.label_size(text)
+    x, y = point[0] + offset[0], point[1] + offset[1]
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+def meet(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_labels_of_crowded_points_meet_neither_each_other_nor_a_point_and_stay_inside():
+    # six seeds within 30 px of each other, one point alone, and a grey point beside the crowd (px, y down)
+    points = [(400 + 6 * i, 200 + 5 * (i % 3)) for i in range(6)] + [(100, 300)]
+    texts = [f"vgg13_gpu{i}" for i in range(6)] + ["cnn"]
+    area, grey = (0, 0, 800, 400), [(380, 215)]
+    offsets = compare.place_labels(points, texts, area, others=grey)
+    assert None not in offsets
+    boxes = [label_box(p, o, t) for p, o, t in zip(points, offsets, texts)]
+    for i, a in enumerate(boxes):
+        assert area[0] <= a[0] and area[1] <= a[1] and a[2] <= area[2] and a[3] <= area[3]
+        assert not any(meet(a, b) for b in boxes[i + 1:])
+        assert not any(meet(a, (x - 6.5, y - 6.5, x + 6.5, y + 6.5)) for x, y in points + grey)
+    # alone, a label goes right above its point, touching the marker's room (radius 6.5 + 3 px gap)
+    assert offsets[6] == (0, -(6.5 + 3 + compare.LINE_PX / 2))
+
+
+def test_a_label_with_no_free_place_is_none_and_nothing_else_moves():
+    # an area just big enough for one label above the first point: the second cannot be placed
+    w, h = compare.label_size("ab")
+    area = (0, 40, w + 4, 64)
+    offsets = compare.place_labels([(w / 2 + 2, 60), (w / 2 + 2, 62)], ["ab", "ab"], area, marker=2, gap=0)
+    assert offsets == [(0, -(1 + h / 2)), None]
+    assert compare.place_labels([], [], area) == []
+
+
+def test_every_picked_model_is_labelled_once_on_the_shipped_scatter_with_no_two_labels_meeting():
+    cards = read_cards()
+    fig = compare.accuracy_latency_figure(cards)  # every model picked
+    assert sorted(labels(fig)) == sorted(c["name"] for c in cards)
+    assert fig.layout.height == 600  # more than 8 labels: a taller chart
+    xr, yr = fig.layout.xaxis.range, fig.layout.yaxis.range
+    m = compare.SCATTER_MARGIN
+    w, h = compare.SCATTER_WIDTH - m["l"] - m["r"], fig.layout.height - m["t"] - m["b"]
+    boxes = []
+    for a in fig.layout.annotations:
+        x, y = (a.x - xr[0]) / (xr[1] - xr[0]) * w, (yr[1] - a.y) / (yr[1] - yr[0]) * h
+        offset = (a.ax, a.ay) if a.showarrow else (a.xshift, -a.yshift)
+        boxes.append(label_box((x, y), offset, a.text))
+    assert not [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if meet(boxes[i], boxes[j])]
 
 
 def test_shipped_per_class_f1_bars_match_the_cards_and_only_the_selected_models():
@@ -409,3 +460,31 @@ def test_colours_are_the_same_model_to_model_across_figures(weights_dir):
     assert palette["a"] != palette["b"]
     assert {t.name: t.marker.color for t in compare.per_class_f1_figure(cards).data} == palette
     assert {t.legendgroup: t.line.color for t in compare.training_curves_figure(cards).data} == palette
+
+
+def test_legend_rows_line_entries_up_in_columns_of_the_widest():
+    # entry: 45 px + 7 px a character; 10 characters = 115 px, so a 480-px chart holds 4 a row
+    assert compare.legend_rows(["a" * 10] * 9, 480) == 3
+    assert compare.legend_rows(["a" * 10, "b"], 480) == 1
+    assert compare.legend_rows([], 480) == 0
+    assert compare.legend_rows(["a" * 100], 100) == 1  # too wide for the chart: still one a row
+
+
+def test_a_long_legend_makes_the_chart_taller_and_keeps_the_plot_area(weights_dir):
+    few = [full_card(f"m{i}") for i in range(2)]
+    many = [full_card(f"model_{i:02d}") for i in range(23)]
+    short, tall = compare.per_class_f1_figure(few), compare.per_class_f1_figure(many)
+    for fig, n in ((short, 2), (tall, 23)):
+        rows = compare.legend_rows([f"model_{i:02d}" if n == 23 else f"m{i}" for i in range(n)], compare.SCATTER_WIDTH)
+        m = fig.layout.margin
+        assert fig.layout.height - m.t - m.b == 320  # the plot area keeps its height
+        assert m.b == 70 + 22 * rows + 10 and fig.layout.legend.y == -70 / 320
+    assert tall.layout.height - short.layout.height == 22 * (compare.legend_rows(["model_00"] * 23, 940) - 1)
+    # beyond 10 models a 24-colour palette: every model its own colour
+    assert len({t.marker.color for t in tall.data}) == 23
+
+
+def test_predicted_share_figure_counts_the_true_share_in_its_legend_once(weights_dir):
+    fig = compare.predicted_share_figure([full_card("a"), full_card("b")])
+    assert [t.name for t in fig.data] == ["a", "b", "true share"]
+    assert fig.layout.margin.t == 80  # a title: 30 px above the usual 50, added once

@@ -65,7 +65,7 @@ def test_picking_models_changes_the_figures_and_unfolding_shows_every_seed():
     assert not at.exception
     figs = charts(at)
     assert sorted(t["name"] for t in figs[1]["data"]) == ["cnn", "vgg13_gpu0"]
-    assert sorted(t["name"] for t in figs[0]["data"] if t["mode"] == "markers+text") == ["cnn", "vgg13_gpu0"]
+    assert sorted(a["text"] for a in figs[0]["layout"]["annotations"]) == ["cnn", "vgg13_gpu0"]
     assert {t["legendgroup"] for t in figs[-2]["data"]} == {"cnn", "vgg13_gpu0"}
     at.toggle(key="compare_fold").set_value(False).run()
     models = list(at.dataframe[0].value["model"])
