@@ -3,7 +3,7 @@
 `measure_card` runs the model (as its fp16 file loads) on the val split of every dataset given, with
 and without flip TTA, fits the temperature on the primary dataset's val split and times it on the CPU.
 """
-from . import card_schema
+from . import card_schema, peer
 from .calibrate import calibrate_card
 from .errors import FerError
 from .evaluate import metrics, predict_logits, reliability, softmax
@@ -47,23 +47,29 @@ def measure_card(card: dict, model, datasets: list) -> dict:
 
 def evaluate_models(names: list, ds, split="val", tta="none", peer_path=None) -> dict:
     """{model name: metrics} of shipped models (and the OpenCV zoo peer, on photo sets) on one split."""
-    from . import peer
     from .cards import load_model
-    from .photos import PhotoSet
+    zoo = _peer(peer_path, ds) if peer_path else None  # a wrong peer file fails before the long part
     results = {}
     for name in names:
         model, card = load_model(name)
         results[card["name"]] = split_metrics(model, ds, split, tta)
-    if peer_path:
-        if not isinstance(ds, PhotoSet):
-            raise FerError("the peer reads whole photos: give --data a real-photo set, not FER2013's crops")
-        from .faces import yunet_model_path
-        yunet = yunet_model_path()
-        if yunet is None:
-            raise FerError("the peer needs YuNet's landmarks: set FER_YUNET_MODEL to the YuNet .onnx")
-        probs, labels, no_face = peer.photo_probabilities(peer.ZooFER(peer_path), ds, split, peer.LandmarkDetector(yunet))
+    if zoo is not None:
+        probs, labels, no_face = peer.photo_probabilities(zoo[0], ds, split, zoo[1])
         results[peer.NAME] = {**metrics(probs, labels), "no_face": len(no_face)}
     return results
+
+
+def _peer(path, ds):
+    """(the checked peer model, a landmark detector), or FerError saying what is missing."""
+    from .faces import yunet_model_path
+    from .photos import PhotoSet
+    if not isinstance(ds, PhotoSet):
+        raise FerError("the peer reads whole photos: give --data a real-photo set, not FER2013's crops")
+    zoo = peer.ZooFER(path)
+    yunet = yunet_model_path()
+    if yunet is None:
+        raise FerError("the peer needs YuNet's landmarks: set FER_YUNET_MODEL to the YuNet .onnx")
+    return zoo, peer.LandmarkDetector(yunet)
 
 
 def side_by_side(results: dict, title="") -> str:

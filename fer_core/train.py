@@ -589,7 +589,8 @@ def export(args, name, out: Path, datasets: list, device, state) -> Path:
         row["recipe"] = card_schema.portable(row["recipe"])
     card_path = cards.save_weights(model, card, args.weights_dir, overflow_dir=out)
     card = cards.find_card(name, args.weights_dir)
-    fp16_model = cards.load_file(cards.weights_path(card, args.weights_dir), card).eval()  # measure the fp16 file
+    pt = out / f"{name}.pt" if card.get("not_shipped") else cards.weights_path(card, args.weights_dir)
+    fp16_model = cards.load_file(pt, card).eval()  # measure the fp16 file
     cards.write_card(measure_card(card, fp16_model, datasets), args.weights_dir)
     if args.default:
         cards.set_default(name, args.weights_dir)

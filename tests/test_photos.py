@@ -112,3 +112,32 @@ def test_bad_photo_sets_say_why(tmp_path):
     _write(empty / "train" / "happy" / "wall.jpg", np.full((100, 100, 3), 90, np.uint8))
     with pytest.raises(DatasetError, match="no face found in any photo"):
         photos.PhotoSet(empty, detector="haar").load("train")
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_photo_set_side_by_side_and_into_the_cards(tmp_path):
+    """`evaluate --data PHOTOS` reads the photos like the upload page, names the faceless one, compares models
+    side by side and, with --write-card, stores the metrics and the set's fingerprint in each card."""
+    import json
+
+    from fer_core import card_schema
+    from helpers_data import cli_env, run_cli
+    from helpers_images import make_tiny_weights
+    make_tiny_weights(tmp_path / "w")
+    make_tiny_weights(tmp_path / "w", name="tiny2", seed=1, default=False)
+    photos_dir = make_folder_set(tmp_path / "set")
+    env = cli_env(FER_CACHE_DIR=tmp_path / "cache", FER_WEIGHTS_DIR=tmp_path / "w", FER_YUNET_MODEL="",
+                  FER_OFFLINE="1")
+    result = run_cli("evaluate", "--model", "tiny", "tiny2", "--data", photos_dir, "--tta", "flip", "--write-card",
+                     env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    assert set(rows) == {"tiny", "tiny2"} and rows["tiny"][1:3] == ["2", "1"]  # 2 faces read, 1 photo without one
+    for name in ("tiny", "tiny2"):
+        card = json.loads((tmp_path / "w" / f"{name}.json").read_text())
+        assert card_schema.validate(card) == []
+        assert card["metrics"]["set"]["val_tta"]["n"] == 2 and card["metrics"]["set"]["val_tta"]["no_face"] == 1
+        assert card["datasets"]["set"]["source"] == "set" and card["datasets"]["set"]["no_face"] == {"val": 1}
+    result = run_cli("evaluate", "--model", "tiny", "--data", photos_dir, "--peer", tmp_path / "w" / "tiny.pt",
+                     env=env)
+    assert result.returncode == 2 and "is not OpenCV zoo's facial expression model" in result.stderr
