@@ -143,13 +143,13 @@ def other_datasets(card: dict, primary_path):
             continue
         path = Path(primary_path).parent / info["source"]
         try:
-            ds = open_dataset(path, info.get("detector", "auto"))
+            ds = open_dataset(path)  # the app's detector; another one gives another fingerprint, caught below
             if ds.fingerprint() != info.get("fingerprint"):
                 missing[key] = f"{info['source']} beside the FER2013 data has another fingerprint"
                 continue
             found.append(ds)
         except Exception as e:  # not there, or not readable: the int8 block says so
-            missing[key] = f"{info['source']} could not be opened beside the FER2013 data: {e}"
+            missing[key] = card_schema.portable(f"{info['source']} could not be opened beside the FER2013 data: {e}")
     return found, missing
 
 
