@@ -98,7 +98,7 @@ def test_zoom_scales_a_centred_square_within_its_range(monkeypatch):
 
 def test_bad_shift_or_zoom_is_a_value_error():
     for kwargs in ({"shift": -1}, {"zoom": 1.0}, {"zoom": -0.1}):
-        with pytest.raises(ValueError, match="shift must be >= 0 px and zoom in"):
+        with pytest.raises(ValueError, match="shift must be >= 0 px, zoom in"):
             augment(_batch(2), _gen(0), **kwargs)
 
 

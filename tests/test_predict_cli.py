@@ -88,10 +88,10 @@ def test_tta_averages_each_face_with_its_mirror(files):
     scores, which differ from the plain ones."""
     from fer_core import EMOTIONS, EmotionRecognizer
     face = files / "face.jpg"
-    rec = EmotionRecognizer("mini_xception", detector="haar", weights_dir=ROOT / "weights")
+    rec = EmotionRecognizer("mini_xception", detector="haar", weights_dir=ROOT / "weights", backend="torch")
     scores = {}
     for tta, args in (("none", ()), ("flip", ("--tta",)), ("tencrop", ("--tta", "tencrop"))):
-        out = run_cli(files, str(face), "--model", "mini_xception", "--detector", "haar", *args,
+        out = run_cli(files, str(face), "--model", "mini_xception", "--detector", "haar", "--backend", "torch", *args,
                       weights=ROOT / "weights")
         assert out.returncode == 0, out.stderr
         scores[tta] = json.loads(out.stdout)[0]["faces"][0]["scores"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fer_core import card_schema, train
+from fer_core.errors import FerError
 from fer_core.cards import sha256_file
 from fer_core.cli import build_parser, main
 from fer_core.data import FER2013
@@ -203,8 +204,10 @@ def _one_epoch(trained, labels, alpha, teacher):
     args = build_parser().parse_args(["train", "--model", "cnn", "--batch-size", "16", "--epochs", "1",
                                       "--kd-alpha", str(alpha)])
     opt, sched = train._optimizer_and_schedule(model, args, len(labels) // args.batch_size)
-    loss, _ = train.train_one_epoch(model, images, labels, opt, sched, args, torch.device("cpu"), 0, False,
-                                    teacher=teacher)
+    from fer_core.mixing import TrainSet
+    run = train.Run(args, model, model, opt, sched, torch.device("cpu"), False, TrainSet(images, labels, len(labels)),
+                    {}, None, {}, teacher=teacher)
+    loss, _ = train.train_one_epoch(run, 0)
     return loss, model.state_dict()
 
 
@@ -376,7 +379,7 @@ def test_an_ema_run_keeps_the_average_as_best_and_resumes_on_the_same_path(tmp_p
 def test_bad_ema_or_mixing_values_are_short_errors(tmp_path):
     for flag, value in (("--ema", "1"), ("--ema", "-0.1"), ("--mixup", "-1"), ("--cutmix", "-0.2")):
         args = build_parser().parse_args(["train", "--model", "cnn", "--out", str(tmp_path / "run"), flag, value])
-        with pytest.raises(SystemExit, match=r"--ema takes a decay in \[0, 1\)"):
+        with pytest.raises(FerError, match=r"--ema takes a decay in \[0, 1\)"):
             train.run(args, [])
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -394,7 +397,7 @@ def test_augmentation_options_reach_the_training_batches(tmp_path):
 def test_bad_augmentation_values_are_short_errors(tmp_path):
     for flag, value in (("--aug-shift", "-2"), ("--aug-zoom", "1"), ("--aug-zoom", "-0.5")):
         args = build_parser().parse_args(["train", "--model", "cnn", "--out", str(tmp_path / "run"), flag, value])
-        with pytest.raises(SystemExit, match=r"--aug-shift takes pixels >= 0 and --aug-zoom a share in \[0, 1\)"):
+        with pytest.raises(FerError, match=r"--aug-shift takes pixels >= 0, --aug-zoom a share in \[0, 1\)"):
             train.run(args, [])
     assert not (tmp_path / "run").exists()
 
@@ -452,7 +455,7 @@ def test_bad_swa_values_are_short_errors(tmp_path):
     for extra, message in cases:
         args = build_parser().parse_args(["train", "--model", "cnn", "--epochs", "3", "--out", str(tmp_path / "run"),
                                           *extra])
-        with pytest.raises(SystemExit, match=message):
+        with pytest.raises(FerError, match=message):
             train.run(args, [])
     assert not (tmp_path / "run").exists()
 
