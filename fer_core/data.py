@@ -73,24 +73,9 @@ class Entry:
     pixels: str = ""  # CSV only: the undecoded pixel string
 
 
-@dataclass
-class FER2013:
-    """A FER2013 source on disk. `splits`, `counts()` need no decoding; `load(split)` decodes."""
-    path: Path
-    layout: str = ""  # "zip", "folder" or "csv"
-    entries: list = field(default_factory=list, repr=False)
-    problems: list = field(default_factory=list, repr=False)  # rows/files skipped, with why
-
-    def __post_init__(self):
-        self.path = Path(self.path).expanduser()
-        if not self.path.exists():
-            raise DatasetError(f"dataset not found: {self.path}")
-        self.layout, self.entries = _scan(self.path, self.problems)
-        if not self.entries:
-            raise DatasetError(f"no FER2013 faces found in {self.path}" + _problem_hint(self.problems))
-        _assign_val(self.entries)
-        for p in self.problems:
-            log.warning("%s: %s", self.path.name, p)
+class SplitSource:
+    """What FER2013 and a real-photo set share: splits and counts from their entries (no decoding), and
+    `load(split)` / `fingerprint()` from `_read()`, which decodes once."""
 
     @property
     def splits(self) -> tuple:
@@ -114,8 +99,31 @@ class FER2013:
 
     def _decoded(self) -> dict:
         if getattr(self, "_cache", None) is None:
-            self._cache = _load_or_decode(self)
+            self._cache = self._read()
         return self._cache
+
+
+@dataclass
+class FER2013(SplitSource):
+    """A FER2013 source on disk. `splits`, `counts()` need no decoding; `load(split)` decodes."""
+    path: Path
+    layout: str = ""  # "zip", "folder" or "csv"
+    entries: list = field(default_factory=list, repr=False)
+    problems: list = field(default_factory=list, repr=False)  # rows/files skipped, with why
+
+    def __post_init__(self):
+        self.path = Path(self.path).expanduser()
+        if not self.path.exists():
+            raise DatasetError(f"dataset not found: {self.path}")
+        self.layout, self.entries = _scan(self.path, self.problems)
+        if not self.entries:
+            raise DatasetError(f"no FER2013 faces found in {self.path}" + _problem_hint(self.problems))
+        _assign_val(self.entries)
+        for p in self.problems:
+            log.warning("%s: %s", self.path.name, p)
+
+    def _read(self) -> dict:
+        return _load_or_decode(self)
 
 
 def counts_dict(labels) -> dict:

@@ -40,7 +40,7 @@ class Photo:
 
 
 @dataclass
-class PhotoSet:
+class PhotoSet(data.SplitSource):
     """Labelled photos on disk. `splits`, `counts()` need no decoding; `load(split)` detects and crops."""
     path: Path
     detector: str = "auto"  # a name for faces.create_detector
@@ -61,26 +61,8 @@ class PhotoSet:
         for p in self.problems:
             log.warning("%s: %s", self.path.name, p)
 
-    @property
-    def splits(self) -> tuple:
-        present = {e.split for e in self.entries}
-        return tuple(s for s in data.SPLITS if s in present)
-
-    def counts(self) -> dict:
-        return {s: data.counts_dict([e.label for e in self.entries if e.split == s]) for s in self.splits}
-
-    def load(self, split: str) -> data.Split:
-        if split not in self.splits:
-            raise DatasetError(f"split {split!r} is not in {self.path.name}; it has: {', '.join(self.splits)}")
-        return self._decoded()[split]
-
-    def fingerprint(self) -> str:
-        return self._decoded()["fingerprint"]
-
-    def _decoded(self) -> dict:
-        if getattr(self, "_cache", None) is None:
-            self._cache = _load_or_crop(self)
-        return self._cache
+    def _read(self) -> dict:
+        return _load_or_crop(self)
 
 
 def is_photo_set(path) -> bool:
