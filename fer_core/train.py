@@ -131,8 +131,6 @@ def check_args(args):
         raise FerError(f"--aug-{bad[0]} takes the share of faces to change, in [0, 1]")
     if args.kd_cache and not args.teacher:
         raise FerError("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
-    if args.kd_cache and args.extra_data:
-        raise FerError("--kd-cache holds outputs for FER2013's faces only: use a live --teacher with --extra-data")
     if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):
         raise FerError(f"--swa-epochs takes 0 to --epochs ({args.epochs}) epochs and --swa-lr a rate > 0")
     if args.swa_epochs and args.ema:
@@ -384,6 +382,12 @@ def _kd_term(run: Run, logits, x, clean, idx, partner, lam):
     if not keep.any():
         return torch.zeros_like(weight), weight
     seen = clean if clean is not None and partner is None else x
+    if partner is None and not isinstance(run.teacher, torch.Tensor):  # a live teacher reads only its rows
+        rows = keep.nonzero().squeeze(1)
+        targets = _teacher_targets(run.teacher, seen[rows], idx, None, lam, args.kd_temperature, run.device, run.amp)
+        kd = torch.zeros_like(weight)
+        kd[rows] = distillation_loss(logits[rows].float(), targets, args.kd_temperature, reduction="none")
+        return kd, weight
     targets = _teacher_targets(run.teacher, seen, idx, partner, lam, args.kd_temperature, run.device, run.amp)
     return distillation_loss(logits.float(), targets, args.kd_temperature, reduction="none") * keep, weight
 
@@ -509,9 +513,15 @@ def _teacher(r: Run, fer):
         r.state["teacher"]["faces"] = "FER2013's only (real photos learn from their labels)"
     if args.kd_cache:
         r.state["teacher"]["targets"] = "unaugmented training faces, mean of face and mirror (--kd-cache)"
-        return cached_teacher_logits(teacher, r.state["teacher"], fer, r.train.images, r.out, r.device, r.rank,
-                                     r.world)
+        fer_faces = r.train.images[:r.train.n_primary]
+        logits = cached_teacher_logits(teacher, r.state["teacher"], fer, fer_faces, r.out, r.device, r.rank, r.world)
+        return _pad_rows(logits, r.train.n_extra)  # real photos get no teacher: their rows are never read
     return teacher
+
+
+def _pad_rows(logits, n):
+    """`logits` with n rows of zeros after it, so that an index into the whole training set is valid."""
+    return torch.cat([logits, logits.new_zeros(n, logits.shape[1])]) if n else logits
 
 
 def _announce(r: Run):
