@@ -327,9 +327,10 @@ def test_webcam_streams_faces(page, app, record_property):
     assert f1 >= 1 and n1 >= n0
     # A throughput floor only where it measures the app: on a machine that other work keeps busy (e.g. a
     # training run beside the tests) the number says more about that work. FER_WEBCAM_MIN_FPS=0 turns it off.
-    # 10 fps: an idle two-core machine with native bf16 measured 29.9; an AVX2-only one, three times slower per
-    # webcam frame in `benchmark`, 15.9-21.9 over four runs. The floor is for a pipeline that stalls.
-    min_fps = float(os.environ.get("FER_WEBCAM_MIN_FPS", "10"))
+    # 20 processed fps (issue 21), of the fake camera's 30: an idle two-core machine with native bf16 measured
+    # 29.9 with the fp32 model; an AVX2-only one streamed 15.9-21.9 over four runs before the int8 path, which
+    # cut the model's share of a webcam frame (docs/speed.md).
+    min_fps = float(os.environ.get("FER_WEBCAM_MIN_FPS", "20"))
     if min_fps > 0 and (busy is None or busy < 0.5):
         assert fps >= min_fps, summary
 
