@@ -344,6 +344,26 @@ def test_distillation_reads_only_the_fer2013_faces_of_a_mixed_batch():
     assert torch.allclose(kd[fer], expected[fer], atol=1e-6) and (kd[~fer] == 0).all()
 
 
+def test_export_last_takes_the_final_epochs_average_and_best_takes_best_pt(tmp_path):
+    """--export best writes best.pt; --export last the weights the last epoch evaluated: the SWA average
+    once it holds weights, else the EMA, else the trained model."""
+    def weights(value):
+        return {"w": torch.full((2,), float(value))}
+    torch.save(weights(1), tmp_path / "best.pt")
+    last = {"model": weights(2), "opt": {}, "sched": {}, "state": {"epoch": 3}}
+    torch.save(last, tmp_path / "last.pt")
+    assert train._exported_weights(tmp_path, "best")["w"][0] == 1
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 2
+    torch.save({**last, "ema": {"model": weights(3), "steps": 10}}, tmp_path / "last.pt")
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 3
+    swa = {"module.w": torch.full((2,), 4.0), "n_averaged": torch.tensor(0)}
+    torch.save({**last, "swa": swa}, tmp_path / "last.pt")  # SWA not begun: the model itself
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 2
+    torch.save({**last, "swa": {**swa, "n_averaged": torch.tensor(2)}}, tmp_path / "last.pt")
+    assert list(train._exported_weights(tmp_path, "last")) == ["w"]
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 4
+
+
 def test_pure_distillation_from_cached_outputs_ignores_the_labels(trained):
     """--kd-alpha 1 with cached outputs: shuffled labels train the same student, shuffled outputs do not."""
     teacher, _ = train.load_teacher("cnn", torch.device("cpu"), trained.weights)
