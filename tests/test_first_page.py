@@ -1,5 +1,6 @@
 """The first page of a fresh server shows its title and uploader before PyTorch loads (issue 21: first page
-in <= 3 s): checked in a fresh interpreter running the app under Streamlit's AppTest."""
+in <= 3 s): checked in a fresh interpreter running the app under Streamlit's AppTest. The 3 s themselves are
+timed in Chromium against a fresh `streamlit run` by tests/test_browser.py (test_first_visit_of_a_fresh_server_...)."""
 import json
 import subprocess
 import sys
