@@ -95,8 +95,9 @@ heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
 flip = st.toggle("Average each face with its mirror image", value=True, key="flip_tta",
                  help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
                       "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
-# Only now, with the title and the uploader on screen, do OpenCV and PyTorch load, and the model behind a spinner
-# (ui.recognizer), so a fresh server's first visit shows the page at once and the first upload need not wait.
+# Only now, with the title and the uploader sent (and, on a fresh server, drawn), do OpenCV and PyTorch load, and
+# the model behind a spinner (ui.recognizer), so a first visit shows the page at once and the first upload need not wait.
+ui.before_first_heavy_import()
 from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
 from fer_core.gradcam import grad_cam, overlay  # noqa: E402
 
