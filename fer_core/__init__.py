@@ -2,7 +2,7 @@
 
 Importing it loads no model and downloads nothing; heavy modules load on first use.
 """
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
 from .errors import DatasetError, FerError, InvalidImageError, WeightsError
 
 __all__ = ["EMOTIONS", "EmotionRecognizer", "InvalidImageError", "DatasetError", "WeightsError", "FerError",

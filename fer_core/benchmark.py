@@ -17,11 +17,11 @@ import torch
 
 from . import cards
 from .annotate import UPLOAD_TTA, analyse
+from .data.faces import yunet_model_path
+from .data.images import load_image
+from .data.preprocess import crop_face
 from .errors import FerError
-from .faces import yunet_model_path
-from .images import load_image
 from .live import LiveProcessor
-from .preprocess import crop_face
 from .recognizer import EmotionRecognizer
 from .speed import cpu_name, latency_ms, machine, machine_line
 

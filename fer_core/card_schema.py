@@ -14,9 +14,9 @@ schema; `validate` lists what is wrong with a card, and `check` raises on it.
 import re
 from typing import NotRequired, TypedDict
 
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
+from .data.preprocess import FACE_SIZE, MARGIN, MEAN, STD
 from .errors import WeightsError
-from .preprocess import FACE_SIZE, MARGIN, MEAN, STD
 
 SCHEMA_VERSION = 2
 PRIMARY = "fer2013"  # the dataset every model is trained and first compared on

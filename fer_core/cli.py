@@ -18,7 +18,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .cards import find_card
-    from .data import open_dataset
+    from .data.fer2013 import open_dataset
     from .evaluate import format_table
     from .measure import evaluate_models, side_by_side
     ds = open_dataset(args.data)
@@ -59,7 +59,7 @@ def cmd_robustness(args):
     from . import robustness
     from .card_schema import dataset_key
     from .cards import find_card, load_model, write_card
-    from .data import FER2013, open_dataset
+    from .data.fer2013 import FER2013, open_dataset
     ds = open_dataset(args.data)
     if not isinstance(ds, FER2013):
         raise FerError(f"robustness reads FER2013's val faces; {ds.path.name} is a photo set")
@@ -76,7 +76,7 @@ def cmd_robustness(args):
 def cmd_calibrate(args):
     from .calibrate import calibrate_card
     from .cards import load_model, write_card
-    from .data import FER2013, dataset_path
+    from .data.fer2013 import FER2013, dataset_path
     model, card = load_model(args.model)
     card = calibrate_card(card, model, FER2013(dataset_path(args.data)).load("val"))
     write_card(card)
@@ -88,7 +88,7 @@ def cmd_calibrate(args):
 def cmd_ensemble(args):
     from . import ensemble
     from .card_schema import accuracy
-    from .data import FER2013, dataset_path
+    from .data.fer2013 import FER2013, dataset_path
     card = ensemble.build(args.name, args.members, [FER2013(dataset_path(args.data))], sys.argv[1:])
     key = next(iter(card["metrics"]))
     print(f"{card['name']} = {' + '.join(args.members)}: {key} val {accuracy(card, key):.2%}, "

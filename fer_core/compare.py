@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from . import report
 from .card_schema import PRIMARY, split_metrics
 from .cards import default_name, read_cards, val_accuracy
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
 
 PALETTE = qualitative.Plotly
 CURVES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_acc", "val_acc"))

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import card_schema, cards
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
 from .errors import WeightsError
 from .measure import measure_card
 from .models import count_params
@@ -50,7 +50,7 @@ def load(card: dict, directory=None, device="cpu") -> Ensemble:
 
 def build(name, member_names, datasets: list, argv, directory=None) -> dict:
     """Measure an ensemble of shipped models on the val split of each of `datasets` (data sets as
-    `data.open_dataset` gives them; the first is primary: the temperature is fitted there) and write its
+    `fer2013.open_dataset` gives them; the first is primary: the temperature is fitted there) and write its
     card; returns the card."""
     if len(set(member_names)) < 2:
         raise WeightsError("an ensemble needs at least two different shipped models")

@@ -1,4 +1,4 @@
-"""The dataset explorer's computations on a decoded FER2013 (fer_core.data.FER2013 / Split).
+"""The dataset explorer's computations on a decoded FER2013 (fer_core.data.fer2013.FER2013 / Split).
 
 Everything takes plain arrays or Split objects and returns arrays, dicts or plotly figures, so the
 Streamlit page only lays them out (and caches them).
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from .data import dataset_path
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
+from .data.fer2013 import dataset_path
 from .errors import DatasetError
 
 PAGE_COLUMNS, PAGE_ROWS = 8, 4

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS, draw_faces, emotion_bgr
-from .emotions import EMOTIONS
-from .preprocess import crop_face
+from .data.emotions import EMOTIONS
+from .data.preprocess import crop_face
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
 from .errors import FerError
 
 BALANCE = ("sqrt", "none")
@@ -27,7 +27,7 @@ class TrainSet:
 
     @classmethod
     def build(cls, primary, extra=None, extra_share=0.0, balance="sqrt"):
-        """From data.Split objects; `extra` (or None) is the real-photo training split."""
+        """From fer2013.Split objects; `extra` (or None) is the real-photo training split."""
         if balance not in BALANCE:
             raise FerError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
         if extra is None or not len(extra):

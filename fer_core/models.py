@@ -13,7 +13,7 @@ import torch.nn as nn
 import torchvision
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
 from .errors import FerError
 
 log = logging.getLogger(__name__)

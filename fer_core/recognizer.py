@@ -8,13 +8,13 @@ import torch
 
 from . import int8
 from .cards import find_card, load_model
-from .emotions import EMOTIONS
+from .data.emotions import EMOTIONS
+from .data.faces import create_detector
+from .data.images import load_image
+from .data.preprocess import FACE_SIZE, crop_face
 from .errors import FerError
 from .evaluate import predict_logits, softmax
-from .faces import create_detector
-from .images import load_image
 from .models import for_inference
-from .preprocess import FACE_SIZE, crop_face
 
 log = logging.getLogger(__name__)
 BACKENDS = ("int8", "torch")

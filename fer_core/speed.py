@@ -6,8 +6,8 @@ import time
 import numpy as np
 import torch
 
+from .data.preprocess import FACE_SIZE
 from .models import for_inference
-from .preprocess import FACE_SIZE
 
 
 def cpu_name() -> str:

@@ -10,7 +10,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from .augment import augment
-from .preprocess import faces_to_tensor
+from .data.preprocess import faces_to_tensor
 
 BN_BATCH = 256  # faces per forward pass while the BatchNorm statistics are measured
 BN_SEED = 20_181_005  # the same augmented views every time, so a resumed run measures what a straight one does

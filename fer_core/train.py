@@ -46,16 +46,16 @@ from tqdm import tqdm
 from . import card_schema, cards
 from .atomic import write_atomic, write_text_atomic
 from .augment import ROTATE, SHIFT, ZOOM, augment, mix
-from .capture import degrade
-from .data import FER2013, open_dataset
+from .data.capture import degrade
+from .data.emotions import EMOTIONS
+from .data.fer2013 import FER2013, open_dataset
+from .data.preprocess import faces_to_tensor
 from .ema import WeightEMA
-from .emotions import EMOTIONS
 from .errors import FerError
 from .evaluate import predict_logits
 from .measure import measure_card
 from .mixing import BALANCE, TrainSet
 from .models import count_params, create_model, for_inference
-from .preprocess import faces_to_tensor
 from .speed import cpu_name
 from .swa import WeightSWA
 

@@ -9,7 +9,7 @@ from skimage import data
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr, fit,
                                label_text, line_style, probability_chart, text_bgr)
-from fer_core.preprocess import FACE_SIZE, crop_face
+from fer_core.data.preprocess import FACE_SIZE, crop_face
 from fer_core.recognizer import FaceResult
 
 try:

@@ -390,7 +390,7 @@ def test_shipped_weights_are_small_intact_and_one_is_default():
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the FER2013 dataset to run")
 def test_shipped_default_reproduces_its_val_accuracy(real_cache):
-    from fer_core.data import FER2013
+    from fer_core.data.fer2013 import FER2013
     model, card = load_model(None, REPO_WEIGHTS)
     val = FER2013(os.environ["FER2013_PATH"]).load("val")
     m = metrics(softmax(predict_logits(model, val.images)), val.labels)

@@ -9,7 +9,7 @@ import torch
 
 from fer_core import EmotionRecognizer, card_schema
 from fer_core.cards import load_model, save_weights, write_card
-from fer_core.data import FER2013
+from fer_core.data.fer2013 import FER2013
 from fer_core.errors import WeightsError
 from fer_core.evaluate import predict_logits, softmax
 from fer_core.models import count_params, create_model

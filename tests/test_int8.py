@@ -11,7 +11,7 @@ import pytest
 
 from fer_core import EmotionRecognizer, int8
 from fer_core.cards import find_card, sha256_file, write_card
-from fer_core.data import FER2013
+from fer_core.data.fer2013 import FER2013
 from fer_core.speed import SIMD_FLAGS, machine
 
 try:

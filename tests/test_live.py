@@ -15,7 +15,7 @@ import pytest
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.live import (FaceTracker, LiveProcessor, LiveStats, SkipPolicy, ema, history_figure, iou,
                            skip_interval, stats_line)
-from fer_core.preprocess import crop_face
+from fer_core.data.preprocess import crop_face
 
 try:
     from helpers_images import astronaut_bgr, yunet_model

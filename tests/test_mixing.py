@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.data import Split
-from fer_core.emotions import EMOTIONS
+from fer_core.data.fer2013 import Split
+from fer_core.data.emotions import EMOTIONS
 from fer_core.errors import FerError
 from fer_core.mixing import TrainSet
 from helpers_data import cli_env, make_kaggle, run_cli

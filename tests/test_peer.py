@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer_core import peer
-from fer_core.emotions import EMOTIONS
+from fer_core.data.emotions import EMOTIONS
 from fer_core.errors import WeightsError
 from helpers_images import astronaut_bgr, yunet_model
 

@@ -1,4 +1,4 @@
-"""Real-photo datasets (fer_core/photos.py): a small photo set made here from scikit-image's astronaut
+"""Real-photo datasets (fer_core/data/photos.py): a small photo set made here from scikit-image's astronaut
 (a real portrait), in both layouts, read through the app's detector and crop_face."""
 import zipfile
 
@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import photos
-from fer_core.data import FER2013, open_dataset
+from fer_core.data import photos
+from fer_core.data.fer2013 import FER2013, open_dataset
 from fer_core.errors import DatasetError
-from fer_core.faces import HaarDetector
-from fer_core.preprocess import crop_face
+from fer_core.data.faces import HaarDetector
+from fer_core.data.preprocess import crop_face
 from helpers_images import astronaut_bgr
 
 

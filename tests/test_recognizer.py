@@ -13,7 +13,7 @@ from PIL import Image
 import fer_core
 from fer_core import EMOTIONS, EmotionRecognizer, InvalidImageError
 from fer_core.errors import WeightsError
-from fer_core.preprocess import FACE_SIZE, crop_face
+from fer_core.data.preprocess import FACE_SIZE, crop_face
 from fer_core.recognizer import FaceResult
 
 try:

@@ -13,8 +13,8 @@ from fer_core import card_schema, train
 from fer_core.errors import FerError
 from fer_core.cards import sha256_file
 from fer_core.cli import build_parser, main
-from fer_core.data import FER2013
-from fer_core.emotions import EMOTIONS
+from fer_core.data.fer2013 import FER2013
+from fer_core.data.emotions import EMOTIONS
 from fer_core.evaluate import predict_logits
 from fer_core.models import count_params, create_model
 from helpers_data import REPO, cli_env, make_kaggle, run_cli

@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import write_atomic
+from ..atomic import write_atomic
+from ..errors import DatasetError
 from .emotions import EMOTIONS
-from .errors import DatasetError
 from .preprocess import FACE_SIZE
 
 log = logging.getLogger(__name__)

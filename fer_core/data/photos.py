@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import data
-from .atomic import write_atomic
+from ..atomic import write_atomic
+from ..errors import DatasetError
+from . import fer2013
 from .emotions import EMOTIONS
-from .errors import DatasetError
 from .preprocess import MARGIN, crop_face
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Photo:
 
 
 @dataclass
-class PhotoSet(data.SplitSource):
+class PhotoSet(fer2013.SplitSource):
     """Labelled photos on disk. `splits`, `counts()` need no decoding; `load(split)` detects and crops."""
     path: Path
     detector: str = "auto"  # a name for faces.create_detector
@@ -56,8 +56,8 @@ class PhotoSet(data.SplitSource):
         self.layout, names = _list_files(self.path)
         self.entries = _scan(self.path, names, self.problems)
         if not self.entries:
-            raise DatasetError(f"no labelled photos found in {self.path}" + data._problem_hint(self.problems))
-        data._assign_val(self.entries)
+            raise DatasetError(f"no labelled photos found in {self.path}" + fer2013._problem_hint(self.problems))
+        fer2013._assign_val(self.entries)
         for p in self.problems:
             log.warning("%s: %s", self.path.name, p)
 
@@ -73,11 +73,11 @@ def is_photo_set(path) -> bool:
     _, names = _list_files(path)
     if any(n.rsplit("/", 1)[-1] == LABELS_FILE for n in names):
         return True
-    first = next((n for n in sorted(names) if n.lower().endswith(data.IMAGE_EXTS)), None)
+    first = next((n for n in sorted(names) if n.lower().endswith(fer2013.IMAGE_EXTS)), None)
     if first is None:
         return False
     img = _decode(_reader(path)(first), cv2.IMREAD_GRAYSCALE)
-    return img is not None and img.shape != (data.FACE_SIZE, data.FACE_SIZE)
+    return img is not None and img.shape != (fer2013.FACE_SIZE, fer2013.FACE_SIZE)
 
 
 def _list_files(path: Path):
@@ -116,7 +116,7 @@ def _scan_csv(root: Path, csv_name: str, names: set, problems: list) -> list:
     for row in rows:
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         where = f"{csv_name} line {rows.line_num}"
-        label, split = _emotion(row["emotion"]), data.FOLDER_SPLITS.get(row.get("split", "").lower(), "")
+        label, split = _emotion(row["emotion"]), fer2013.FOLDER_SPLITS.get(row.get("split", "").lower(), "")
         if label is None:
             problems.append(f"{where}: unknown emotion {row['emotion']!r} (skipped)")
         elif row.get("split") and not split:
@@ -131,14 +131,14 @@ def _scan_csv(root: Path, csv_name: str, names: set, problems: list) -> list:
 def _scan_folders(names: list, problems: list) -> list:
     entries = []
     for name in sorted(names):
-        if not name.lower().endswith(data.IMAGE_EXTS):
+        if not name.lower().endswith(fer2013.IMAGE_EXTS):
             continue
         parts = name.split("/")
         label = _emotion(parts[-2]) if len(parts) >= 2 else None
         if label is None:
             problems.append(f"{name}: not inside a folder named after an emotion (skipped)")
             continue
-        split = data.FOLDER_SPLITS.get(parts[-3].lower(), "train") if len(parts) >= 3 else "train"
+        split = fer2013.FOLDER_SPLITS.get(parts[-3].lower(), "train") if len(parts) >= 3 else "train"
         entries.append(Photo(name, split, label))
     return entries
 
@@ -174,7 +174,7 @@ def _load_or_crop(src: PhotoSet) -> dict:
     from .faces import create_detector
     detector = create_detector(src.detector)
     det_id = _detector_id(detector)
-    cache = data.cache_dir() / f"photos-{_cache_key(src, det_id)}.npz"
+    cache = fer2013.cache_dir() / f"photos-{_cache_key(src, det_id)}.npz"
     if cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:
@@ -190,9 +190,9 @@ def _load_or_crop(src: PhotoSet) -> dict:
 
 def _unpack(src: PhotoSet, arrays: dict) -> dict:
     out = {"fingerprint": str(arrays["fingerprint"]), "detector": str(arrays["detector"])}
-    for s in data.SPLITS:
+    for s in fer2013.SPLITS:
         if f"{s}_labels" in arrays:
-            out[s] = data.Split(arrays[f"{s}_images"], arrays[f"{s}_labels"], arrays[f"{s}_names"])
+            out[s] = fer2013.Split(arrays[f"{s}_images"], arrays[f"{s}_labels"], arrays[f"{s}_names"])
         src.no_face[s] = [str(n) for n in arrays.get(f"{s}_no_face", ())]
     for p in arrays.get("problems", ()):
         if str(p) not in src.problems:
@@ -210,7 +210,7 @@ def largest_face(image, detector):
 
 def _crop_all(src: PhotoSet, detector) -> dict:
     read = _reader(src.path)
-    kept = {s: ([], [], [], []) for s in data.SPLITS}  # images, labels, names, no-face names
+    kept = {s: ([], [], [], []) for s in fer2013.SPLITS}  # images, labels, names, no-face names
     skipped = []
     for e in src.entries:
         image = _decode(read(e.name))
@@ -234,7 +234,7 @@ def _crop_all(src: PhotoSet, detector) -> dict:
         if no_face:
             arrays[f"{s}_no_face"] = np.asarray(no_face, dtype=str)
     if not any(k.endswith("_labels") for k in arrays):
-        raise DatasetError(f"no face found in any photo of {src.path}" + data._problem_hint(src.problems + skipped))
+        raise DatasetError(f"no face found in any photo of {src.path}" + fer2013._problem_hint(src.problems + skipped))
     arrays["fingerprint"] = np.asarray(digest.hexdigest())
     arrays["problems"] = np.asarray(skipped, dtype=str)
     return arrays

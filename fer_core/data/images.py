@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidImageError
+from ..errors import InvalidImageError
 
 MAX_PIXELS = 50_000_000  # larger pictures are refused (decompression bombs)
 MAX_BYTES = 100 * 1024 * 1024  # and so are files over 100 MB

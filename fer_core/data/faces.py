@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .data import cache_dir
+from ..atomic import write_bytes_atomic
+from .fer2013 import cache_dir
 
 log = logging.getLogger(__name__)
 
