@@ -6,7 +6,7 @@ Pages call `recognizer()` for the EmotionRecognizer the user picked; it is built
 import streamlit as st
 
 from fer_core import FerError
-from fer_core.cards import healthy_default, read_cards, weights_dir
+from fer_core.models.cards import healthy_default, read_cards, weights_dir
 from fer_core.data.faces import DETECTORS
 
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from fer_core import EMOTIONS, FerError, explore
-from fer_core.cards import read_cards
+from fer_core.models.cards import read_cards
 from fer_core.data.fer2013 import FER2013
 
 HOW_TO_GET = """

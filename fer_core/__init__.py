@@ -14,6 +14,6 @@ def __getattr__(name):
         from .recognizer import EmotionRecognizer
         return EmotionRecognizer
     if name in ("create_model", "list_models"):
-        from . import models
-        return getattr(models, name)
+        from .models import registry
+        return getattr(registry, name)
     raise AttributeError(f"module 'fer_core' has no attribute {name!r}")

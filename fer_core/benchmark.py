@@ -15,15 +15,15 @@ import cv2
 import numpy as np
 import torch
 
-from . import cards
 from .annotate import UPLOAD_TTA, analyse
 from .data.faces import yunet_model_path
 from .data.images import load_image
 from .data.preprocess import crop_face
 from .errors import FerError
 from .live import LiveProcessor
+from .models import cards
+from .models.speed import cpu_name, latency_ms, machine, machine_line
 from .recognizer import EmotionRecognizer
-from .speed import cpu_name, latency_ms, machine, machine_line
 
 FRAME_SIZE = (640, 480)  # width, height of a webcam frame
 FRAMES = 60  # frames timed per detector

@@ -17,10 +17,10 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .cards import find_card
+    from .models.cards import find_card
     from .data.fer2013 import open_dataset
-    from .evaluate import format_table
-    from .measure import evaluate_models, side_by_side
+    from .models.evaluate import format_table
+    from .models.measure import evaluate_models, side_by_side
     ds = open_dataset(args.data)
     names = args.model or [find_card()["name"]]
     results = evaluate_models(names, ds, args.split, args.tta, args.peer)
@@ -42,9 +42,9 @@ def cmd_evaluate(args):
 
 def _write_metrics(names, ds, split, tta, results):
     """Store each shipped model's metrics on this dataset in its card (metrics[dataset][split(_tta)])."""
-    from .card_schema import dataset_key
-    from .cards import find_card, write_card
-    from .measure import dataset_info
+    from .models.card_schema import dataset_key
+    from .models.cards import find_card, write_card
+    from .models.measure import dataset_info
     if tta not in ("none", "flip"):
         raise FerError("cards keep plain and flip-TTA metrics only: use --tta flip or none with --write-card")
     key = dataset_key(ds.path.name)
@@ -56,9 +56,9 @@ def _write_metrics(names, ds, split, tta, results):
 
 
 def cmd_robustness(args):
-    from . import robustness
-    from .card_schema import dataset_key
-    from .cards import find_card, load_model, write_card
+    from .models import robustness
+    from .models.card_schema import dataset_key
+    from .models.cards import find_card, load_model, write_card
     from .data.fer2013 import FER2013, open_dataset
     ds = open_dataset(args.data)
     if not isinstance(ds, FER2013):
@@ -74,8 +74,8 @@ def cmd_robustness(args):
 
 
 def cmd_calibrate(args):
-    from .calibrate import calibrate_card
-    from .cards import load_model, write_card
+    from .models.calibrate import calibrate_card
+    from .models.cards import load_model, write_card
     from .data.fer2013 import FER2013, dataset_path
     model, card = load_model(args.model)
     card = calibrate_card(card, model, FER2013(dataset_path(args.data)).load("val"))
@@ -86,15 +86,15 @@ def cmd_calibrate(args):
 
 
 def cmd_ensemble(args):
-    from . import ensemble
-    from .card_schema import accuracy
+    from .models import ensemble
+    from .models.card_schema import accuracy
     from .data.fer2013 import FER2013, dataset_path
     card = ensemble.build(args.name, args.members, [FER2013(dataset_path(args.data))], sys.argv[1:])
     key = next(iter(card["metrics"]))
     print(f"{card['name']} = {' + '.join(args.members)}: {key} val {accuracy(card, key):.2%}, "
           f"with flip TTA {accuracy(card, key, 'val_tta'):.2%}, temperature {card['temperature']:.3f}")
     if args.default:
-        from .cards import set_default
+        from .models.cards import set_default
         set_default(card["name"])
 
 
@@ -108,8 +108,8 @@ def cmd_benchmark(args):
 
 
 def cmd_models(args):
-    from .cards import default_name, read_cards, weights_problem
-    from .models import list_models
+    from .models.cards import default_name, read_cards, weights_problem
+    from .models.registry import list_models
     from .report import ACC, TTA, dataset_column, datasets, results_rows
     cards = read_cards()
     default = default_name()
@@ -166,7 +166,7 @@ def cmd_quantize(args):
 
 
 def cmd_default(args):
-    from .cards import set_default
+    from .models.cards import set_default
     set_default(args.name)
     print(f"{args.name} is now the default model")
 
@@ -181,8 +181,8 @@ def cmd_results(args):
 
 
 def build_parser():
-    from .evaluate import TTA
-    from .robustness import SEVERITIES
+    from .models.evaluate import TTA
+    from .models.robustness import SEVERITIES
     from .train import add_arguments
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -16,9 +16,9 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from . import report
-from .card_schema import PRIMARY, split_metrics
-from .cards import default_name, read_cards, val_accuracy
 from .data.emotions import EMOTIONS
+from .models.card_schema import PRIMARY, split_metrics
+from .models.cards import default_name, read_cards, val_accuracy
 
 PALETTE = qualitative.Plotly
 CURVES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_acc", "val_acc"))
@@ -36,7 +36,7 @@ def not_shipped(cards) -> list:
 
 
 def load_cards(directory=None) -> list:
-    """Every valid card (fer_core.cards.read_cards), the default model first, then by name."""
+    """Every valid card (fer_core.models.cards.read_cards), the default model first, then by name."""
     default = default_name(directory)
     return sorted(read_cards(directory), key=lambda c: (c["name"] != default, c["name"]))
 
@@ -439,7 +439,7 @@ def reliability_figure(cards) -> go.Figure:
 # -------------------------------------------------------------------------------------- robustness
 
 def robustness_rows(cards) -> list:
-    """Per card with a `robustness` entry (fer_core/robustness.py): model, clean accuracy, the mean over the
+    """Per card with a `robustness` entry (fer_core/models/robustness.py): model, clean accuracy, the mean over the
     corruptions, then each corruption's accuracy averaged over its severities."""
     rows = []
     for c in cards:

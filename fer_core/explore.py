@@ -273,7 +273,7 @@ def misclassified(probs, labels) -> Mistakes:
 
 def confusion_counts(mistakes: Mistakes, labels) -> np.ndarray:
     """int64 [7, 7] confusion matrix (rows = true) rebuilt from the mistakes and all labels."""
-    from .evaluate import confusion_matrix  # torch: only when asked
+    from .models.evaluate import confusion_matrix  # torch: only when asked
     pred = np.array(labels, dtype=np.int64)
     pred[mistakes.index] = mistakes.pred
     return confusion_matrix(labels, pred)

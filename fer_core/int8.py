@@ -1,6 +1,6 @@
 """int8 inference: a shipped model as an ONNX Runtime file with static int8 quantization, weights/NAME.int8.onnx.
 
-`python -m fer_core quantize --model NAME` exports the model (BatchNorm folded, as `models.for_inference`
+`python -m fer_core quantize --model NAME` exports the model (BatchNorm folded, as `registry.for_inference`
 runs it) to ONNX, quantizes it statically (QDQ: per-channel int8 weights, uint8 activations in a reduced
 7-bit range, so AVX2 machines without VNNI do not saturate; ranges calibrated on FER2013 training faces),
 measures the file's accuracy on the val split of every dataset the card has metrics for, times it on this
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import card_schema, cards
 from .atomic import write_atomic
 from .data.preprocess import FACE_SIZE, faces_to_tensor
 from .errors import WeightsError
-from .measure import VIEWS, dataset_info, split_metrics
-from .models import fuse_conv_bn
-from .speed import latency_ms, machine
+from .models import card_schema, cards
+from .models.measure import VIEWS, dataset_info, split_metrics
+from .models.registry import fuse_conv_bn
+from .models.speed import latency_ms, machine
 
 METHOD = ("onnxruntime static quantization, QDQ format: per-channel symmetric int8 weights, uint8 activations "
           "(reduce_range), MinMax ranges")

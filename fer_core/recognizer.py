@@ -7,14 +7,14 @@ import numpy as np
 import torch
 
 from . import int8
-from .cards import find_card, load_model
 from .data.emotions import EMOTIONS
 from .data.faces import create_detector
 from .data.images import load_image
 from .data.preprocess import FACE_SIZE, crop_face
 from .errors import FerError
-from .evaluate import predict_logits, softmax
-from .models import for_inference
+from .models.cards import find_card, load_model
+from .models.evaluate import predict_logits, softmax
+from .models.registry import for_inference
 
 log = logging.getLogger(__name__)
 BACKENDS = ("int8", "torch")
@@ -91,7 +91,7 @@ class EmotionRecognizer:
 
     def classify(self, faces, tta="none") -> np.ndarray:
         """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order.
-        `tta`: "none", "flip" (also the face's mirror image) or "tencrop" (fer_core.evaluate.tta_views):
+        `tta`: "none", "flip" (also the face's mirror image) or "tencrop" (fer_core.models.evaluate.tta_views):
         the logits averaged over those views, as the card's val_tta figure was measured."""
         faces = np.asarray(faces)
         if faces.ndim == 2:

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import card_schema, cards
 from .atomic import write_atomic, write_text_atomic
 from .augment import ROTATE, SHIFT, ZOOM, augment, mix
 from .data.capture import degrade
@@ -52,11 +51,12 @@ from .data.fer2013 import FER2013, open_dataset
 from .data.preprocess import faces_to_tensor
 from .ema import WeightEMA
 from .errors import FerError
-from .evaluate import predict_logits
-from .measure import measure_card
 from .mixing import BALANCE, TrainSet
-from .models import count_params, create_model, for_inference
-from .speed import cpu_name
+from .models import card_schema, cards
+from .models.evaluate import predict_logits
+from .models.measure import measure_card
+from .models.registry import count_params, create_model, for_inference
+from .models.speed import cpu_name
 from .swa import WeightSWA
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Model cards for tests, in the schema cards are written in (fer_core/card_schema.py, version 2)."""
-from fer_core import card_schema
+"""Model cards for tests, in the schema cards are written in (fer_core/models/card_schema.py, version 2)."""
+from fer_core.models import card_schema
 from fer_core.data.emotions import EMOTIONS
 
 

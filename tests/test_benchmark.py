@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer_core import benchmark
-from fer_core.cards import find_card
+from fer_core.models.cards import find_card
 from helpers_data import cli_env, run_cli
 from helpers_images import astronaut_bgr, make_tiny_weights, yunet_model
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import card_schema, cards
-from fer_core.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
+from fer_core.models import card_schema, cards
+from fer_core.models.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
                             write_card)
 from fer_core.cli import main
 from fer_core.errors import WeightsError
-from fer_core.evaluate import metrics, predict_logits, softmax
-from fer_core.models import create_model, list_models
+from fer_core.models.evaluate import metrics, predict_logits, softmax
+from fer_core.models.registry import create_model, list_models
 from helpers_cards import v2_card
 from helpers_data import run_cli
 

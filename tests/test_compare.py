@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer_core import EMOTIONS, compare, report
-from fer_core.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
+from fer_core.models.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
 from helpers_cards import v2_card, with_metrics
 
 ACC = "fer2013 val acc"

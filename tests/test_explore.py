@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fer_core import EMOTIONS, EmotionRecognizer, explore
-from fer_core.cards import REPO_WEIGHTS, find_card, read_cards, write_card
+from fer_core.models.cards import REPO_WEIGHTS, find_card, read_cards, write_card
 from fer_core.data.fer2013 import FER2013, Split
-from fer_core.evaluate import metrics
+from fer_core.models.evaluate import metrics
 from helpers_cards import v2_card
 from helpers_data import make_kaggle
 

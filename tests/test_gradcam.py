@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.gradcam import grad_cam, overlay, target_layer
-from fer_core.models import create_model, list_models
+from fer_core.models.registry import create_model, list_models
 from fer_core.data.preprocess import FACE_SIZE, crop_face
 
 try:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fer_core import EmotionRecognizer, int8
-from fer_core.cards import find_card, sha256_file, write_card
+from fer_core.models.cards import find_card, sha256_file, write_card
 from fer_core.data.fer2013 import FER2013
-from fer_core.speed import SIMD_FLAGS, machine
+from fer_core.models.speed import SIMD_FLAGS, machine
 
 try:
     from helpers_data import cli_env, make_kaggle, run_cli, zip_folder

@@ -120,7 +120,7 @@ def test_evaluate_on_a_photo_set_side_by_side_and_into_the_cards(tmp_path):
     side by side and, with --write-card, stores the metrics and the set's fingerprint in each card."""
     import json
 
-    from fer_core import card_schema
+    from fer_core.models import card_schema
     from helpers_data import cli_env, run_cli
     from helpers_images import make_tiny_weights
     make_tiny_weights(tmp_path / "w")

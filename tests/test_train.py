@@ -9,14 +9,15 @@ import time
 import pytest
 import torch
 
-from fer_core import card_schema, train
+from fer_core.models import card_schema
+from fer_core import train
 from fer_core.errors import FerError
-from fer_core.cards import sha256_file
+from fer_core.models.cards import sha256_file
 from fer_core.cli import build_parser, main
 from fer_core.data.fer2013 import FER2013
 from fer_core.data.emotions import EMOTIONS
-from fer_core.evaluate import predict_logits
-from fer_core.models import count_params, create_model
+from fer_core.models.evaluate import predict_logits
+from fer_core.models.registry import count_params, create_model
 from helpers_data import REPO, cli_env, make_kaggle, run_cli
 
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -329,7 +330,7 @@ def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trained, tmp_path, monkeypatch):
-    from fer_core import cards
+    from fer_core.models import cards
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 100_000)  # the cnn's fp16 file is about 2 MB
     weights, run = tmp_path / "w", tmp_path / "run"
     args = build_parser().parse_args(["train", "--model", "cnn", "--name", "big", "--data", str(trained.data.path),

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from .data import capture
+from ..data import capture
 from .evaluate import predict_logits
 
 SEED = 2026

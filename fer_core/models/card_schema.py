@@ -14,9 +14,9 @@ schema; `validate` lists what is wrong with a card, and `check` raises on it.
 import re
 from typing import NotRequired, TypedDict
 
-from .data.emotions import EMOTIONS
-from .data.preprocess import FACE_SIZE, MARGIN, MEAN, STD
-from .errors import WeightsError
+from ..data.emotions import EMOTIONS
+from ..data.preprocess import FACE_SIZE, MARGIN, MEAN, STD
+from ..errors import WeightsError
 
 SCHEMA_VERSION = 2
 PRIMARY = "fer2013"  # the dataset every model is trained and first compared on
@@ -85,7 +85,7 @@ class ModelCard(TypedDict):
     temperature: NotRequired[float]
     calibration: NotRequired[dict]
     cpu_ms_per_face: NotRequired[dict]
-    robustness: NotRequired[dict]  # see fer_core/robustness.py
+    robustness: NotRequired[dict]  # see fer_core/models/robustness.py
     int8: NotRequired[dict]  # the quantized file beside the fp16 one: file, sha256, metrics, latency
     history: NotRequired[list]
     train_args: NotRequired[dict]

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import torch
 
-from .data.preprocess import FACE_SIZE
-from .models import for_inference
+from ..data.preprocess import FACE_SIZE
+from .registry import for_inference
 
 
 def cpu_name() -> str:
@@ -61,7 +61,7 @@ def latency_ms(model, batch=1, runs=100, warmup=10) -> dict:
 
 
 def cpu_latency_card(model) -> dict:
-    """Per-face latency at batch 1 and 16 of `model` as EmotionRecognizer runs it (models.for_inference)."""
+    """Per-face latency at batch 1 and 16 of `model` as EmotionRecognizer runs it (registry.for_inference)."""
     model = for_inference(model)
     return {"batch1": latency_ms(model, 1), "batch16": latency_ms(model, 16, runs=30),
             "torch": torch.__version__, **machine()}

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 import torch
 import torch.nn as nn
 
+from ..data.emotions import EMOTIONS
+from ..errors import WeightsError
 from . import card_schema, cards
-from .data.emotions import EMOTIONS
-from .errors import WeightsError
 from .measure import measure_card
-from .models import count_params
+from .registry import count_params
 
 ARCH = "ensemble"
 COMBINE = "mean of the members' probabilities, each member at its own calibrated temperature"

@@ -12,12 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
+from ..atomic import write_atomic
+from ..errors import WeightsError
 from . import card_schema
-from .atomic import write_atomic
-from .errors import WeightsError
 
 log = logging.getLogger(__name__)
-REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 MAX_SHIPPED_BYTES = 16 * 2**20  # largest weights file kept in weights/ (and so in the repository and the Space)
 
 
@@ -147,7 +147,7 @@ def load_file(pt: Path, card: dict):
     """The card's architecture with the fp16 state dict in `pt` (as float32), in train mode."""
     import torch  # here, not at the top: reading cards (the app's first page) needs no PyTorch
 
-    from .models import create_model
+    from .registry import create_model
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         model = create_model(card["arch"], **card.get("arch_args", {}))

@@ -13,8 +13,8 @@ import torch.nn as nn
 import torchvision
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .data.emotions import EMOTIONS
-from .errors import FerError
+from ..data.emotions import EMOTIONS
+from ..errors import FerError
 
 log = logging.getLogger(__name__)
 _REGISTRY = {}

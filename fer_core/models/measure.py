@@ -3,9 +3,9 @@
 `measure_card` runs the model (as its fp16 file loads) on the val split of every dataset given, with
 and without flip TTA, fits the temperature on the primary dataset's val split and times it on the CPU.
 """
+from ..errors import FerError
 from . import card_schema, peer
 from .calibrate import calibrate_card
-from .errors import FerError
 from .evaluate import metrics, predict_logits, reliability, softmax
 from .speed import cpu_latency_card
 
@@ -61,8 +61,8 @@ def evaluate_models(names: list, ds, split="val", tta="none", peer_path=None) ->
 
 def _peer(path, ds):
     """(the checked peer model, a landmark detector), or FerError saying what is missing."""
-    from .data.faces import yunet_model_path
-    from .data.photos import PhotoSet
+    from ..data.faces import yunet_model_path
+    from ..data.photos import PhotoSet
     if not isinstance(ds, PhotoSet):
         raise FerError("the peer reads whole photos: give --data a real-photo set, not FER2013's crops")
     zoo = peer.ZooFER(path)
@@ -75,7 +75,7 @@ def _peer(path, ds):
 def side_by_side(results: dict, title="") -> str:
     """One row per model: faces, no-face photos, accuracy, macro-F1, recall per class and the share of faces
     called each emotion (where a model that reads every neutral face as sad shows at once)."""
-    from .data.emotions import EMOTIONS
+    from ..data.emotions import EMOTIONS
     short = [e[:3] for e in EMOTIONS]
     head = (f"{'model':<44}{'faces':>6}{'no face':>8}{'acc':>8}{'mF1':>7}  recall " + " ".join(f"{s:>4}" for s in short)
             + "   called " + " ".join(f"{s:>4}" for s in short))

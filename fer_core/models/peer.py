@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data.emotions import EMOTIONS
-from .errors import WeightsError
+from ..data.emotions import EMOTIONS
+from ..errors import WeightsError
 
 NAME = "opencv_zoo_fer (MobileFaceNet, RAF-DB, int8)"
 SHA256 = "f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a6f69a1ed"
@@ -68,13 +68,13 @@ class LandmarkDetector:
     """YuNet returning the largest face's five landmarks, chosen as faces.YuNetDetector chooses the face."""
 
     def __init__(self, model_path):
-        from .data.faces import YUNET_MAX_SIDE, YUNET_SCORE
+        from ..data.faces import YUNET_MAX_SIDE, YUNET_SCORE
         self.max_side = YUNET_MAX_SIDE
         self.net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), YUNET_SCORE, 0.3, 5000)
 
     def largest(self, bgr: np.ndarray):
         """Landmarks [5, 2] in the picture's pixels of the widest face, or None."""
-        from .data.faces import _downscale
+        from ..data.faces import _downscale
         small, scale = _downscale(bgr, self.max_side)
         self.net.setInputSize((small.shape[1], small.shape[0]))
         _, found = self.net.detect(small)
@@ -86,7 +86,7 @@ class LandmarkDetector:
 
 def photo_probabilities(peer: ZooFER, photos, split: str, detector: LandmarkDetector):
     """(probabilities [N, 7], labels [N], names of photos with no face) of the peer on a PhotoSet's split."""
-    from .data.photos import _decode, _reader
+    from ..data.photos import _decode, _reader
     read = _reader(photos.path)
     probs, labels, no_face = [], [], []
     for e in (e for e in photos.entries if e.split == split):

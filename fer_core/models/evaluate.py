@@ -3,8 +3,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.emotions import EMOTIONS
-from .data.preprocess import faces_to_tensor
+from ..data.emotions import EMOTIONS
+from ..data.preprocess import faces_to_tensor
 
 ECE_BINS = 15
 TTA = ("none", "flip", "tencrop")  # what `predict_logits(tta=...)` and `evaluate --tta` accept
