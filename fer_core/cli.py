@@ -12,7 +12,7 @@ DATA_HELP = "FER2013 .zip, folder or .csv (default: env FER2013_PATH)"  # every 
 
 
 def cmd_train(args):
-    from . import train
+    from .training import train
     train.run(args, sys.argv[1:])
 
 
@@ -183,7 +183,7 @@ def cmd_results(args):
 def build_parser():
     from .models.evaluate import TTA
     from .models.robustness import SEVERITIES
-    from .train import add_arguments
+    from .training.train import add_arguments
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fer_core.data import capture
-from fer_core.augment import augment
+from fer_core.training.augment import augment
 from fer_core.data.preprocess import faces_to_tensor
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fer_core.ema import WeightEMA
+from fer_core.training.ema import WeightEMA
 from fer_core.models.registry import create_model
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fer_core.models import card_schema
-from fer_core import train
+from fer_core.training import train
 from fer_core.errors import FerError
 from fer_core.models.cards import sha256_file
 from fer_core.cli import build_parser, main
@@ -164,7 +164,7 @@ def _train_in_process(data, out, epochs, *extra):
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path, caplog):
     data = make_kaggle(tmp_path / "d", counts={"train": [5] * 7, "val": [1] * 7})
-    with caplog.at_level("INFO", logger="fer_core.train"):
+    with caplog.at_level("INFO", logger="fer_core.training.train"):
         state = _train_in_process(data.path, tmp_path / "run", 1, "--resume")
     assert "resumed" not in caplog.text
     assert state["epoch"] == 1 and [h["epoch"] for h in _history(tmp_path / "run")] == [1]
@@ -205,7 +205,7 @@ def _one_epoch(trained, labels, alpha, teacher):
     args = build_parser().parse_args(["train", "--model", "cnn", "--batch-size", "16", "--epochs", "1",
                                       "--kd-alpha", str(alpha)])
     opt, sched = train._optimizer_and_schedule(model, args, len(labels) // args.batch_size)
-    from fer_core.mixing import TrainSet
+    from fer_core.training.mixing import TrainSet
     run = train.Run(args, model, model, opt, sched, torch.device("cpu"), False, TrainSet(images, labels, len(labels)),
                     {}, None, {}, teacher=teacher)
     loss, _ = train.train_one_epoch(run, 0)

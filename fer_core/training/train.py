@@ -43,20 +43,20 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .atomic import write_atomic, write_text_atomic
+from ..atomic import write_atomic, write_text_atomic
+from ..data.capture import degrade
+from ..data.emotions import EMOTIONS
+from ..data.fer2013 import FER2013, open_dataset
+from ..data.preprocess import faces_to_tensor
+from ..errors import FerError
+from ..models import card_schema, cards
+from ..models.evaluate import predict_logits
+from ..models.measure import measure_card
+from ..models.registry import count_params, create_model, for_inference
+from ..models.speed import cpu_name
 from .augment import ROTATE, SHIFT, ZOOM, augment, mix
-from .data.capture import degrade
-from .data.emotions import EMOTIONS
-from .data.fer2013 import FER2013, open_dataset
-from .data.preprocess import faces_to_tensor
 from .ema import WeightEMA
-from .errors import FerError
 from .mixing import BALANCE, TrainSet
-from .models import card_schema, cards
-from .models.evaluate import predict_logits
-from .models.measure import measure_card
-from .models.registry import count_params, create_model, for_inference
-from .models.speed import cpu_name
 from .swa import WeightSWA
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.emotions import EMOTIONS
-from .errors import FerError
+from ..data.emotions import EMOTIONS
+from ..errors import FerError
 
 BALANCE = ("sqrt", "none")
 

@@ -9,8 +9,8 @@ evaluates, checkpoints and exports the averaged copy once the phase has begun.
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from ..data.preprocess import faces_to_tensor
 from .augment import augment
-from .data.preprocess import faces_to_tensor
 
 BN_BATCH = 256  # faces per forward pass while the BatchNorm statistics are measured
 BN_SEED = 20_181_005  # the same augmented views every time, so a resumed run measures what a straight one does
