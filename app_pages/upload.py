@@ -15,7 +15,7 @@ NO_FACE_HINT = ("Faces need to be roughly frontal and at least about 5% of the p
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def analysed(_recognizer, selection, name, data, tta):
-    """fer_core.annotate.analyse, cached per (model and detector, file name, bytes, TTA): reruns (a toggle,
+    """fer_core.inference.annotate.analyse, cached per (model and detector, file name, bytes, TTA): reruns (a toggle,
     a download) redraw without redoing the work."""
     return analyse(_recognizer, name, data, tta=tta)
 
@@ -97,8 +97,8 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
                       "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
 # Only now, with the title and the uploader on screen, do OpenCV and PyTorch load, and the model behind a spinner
 # (ui.recognizer), so a fresh server's first visit shows the page at once and the first upload need not wait.
-from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
-from fer_core.gradcam import grad_cam, overlay  # noqa: E402
+from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
+from fer_core.inference.gradcam import grad_cam, overlay  # noqa: E402
 
 recognizer = ui.recognizer()
 if inputs:

@@ -11,7 +11,7 @@ __all__ = ["EMOTIONS", "EmotionRecognizer", "InvalidImageError", "DatasetError",
 
 def __getattr__(name):
     if name == "EmotionRecognizer":
-        from .recognizer import EmotionRecognizer
+        from .inference.recognizer import EmotionRecognizer
         return EmotionRecognizer
     if name in ("create_model", "list_models"):
         from .models import registry

@@ -99,7 +99,7 @@ def cmd_ensemble(args):
 
 
 def cmd_benchmark(args):
-    from . import benchmark
+    from .inference import benchmark
     detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
     result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend)
     if args.write_card:
@@ -139,7 +139,7 @@ def cmd_models(args):
 
 
 def cmd_predict(args):
-    from .recognizer import EmotionRecognizer
+    from .inference.recognizer import EmotionRecognizer
     rec = EmotionRecognizer(model=args.model, detector=args.detector, backend=args.backend)
     results, failed = [], False
     for image in args.images:
@@ -153,7 +153,7 @@ def cmd_predict(args):
 
 
 def cmd_quantize(args):
-    from . import int8
+    from .inference import int8
     card = int8.build(args.model, args.data, calibration=args.calibration)
     q = card["int8"]
     for ds, m in q["metrics"].items():

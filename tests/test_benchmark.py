@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import benchmark
+from fer_core.inference import benchmark
 from fer_core.models.cards import find_card
 from helpers_data import cli_env, run_cli
 from helpers_images import astronaut_bgr, make_tiny_weights, yunet_model

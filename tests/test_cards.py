@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fer_core.models import card_schema, cards
-from fer_core.models.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
-                            write_card)
+from fer_core.models.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default,
+                                   sha256_file, write_card)
 from fer_core.cli import main
 from fer_core.errors import WeightsError
 from fer_core.models.evaluate import metrics, predict_logits, softmax

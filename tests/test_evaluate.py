@@ -10,7 +10,7 @@ from fer_core.cli import main
 from fer_core.data.fer2013 import FER2013
 from fer_core.data.emotions import EMOTIONS
 from fer_core.models.evaluate import (expected_calibration_error, format_table, metrics, predict_logits, reliability,
-                               softmax, tta_views)
+                                      softmax, tta_views)
 from fer_core.data.preprocess import faces_to_tensor
 from helpers_data import run_cli
 

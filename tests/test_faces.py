@@ -11,7 +11,7 @@ import pytest
 
 from fer_core.data import faces
 from fer_core.data.faces import HaarDetector, YuNetDetector, create_detector, yunet_model_path
-from fer_core.live import iou
+from fer_core.inference.live import iou
 
 try:
     from helpers_images import astronaut_bgr, montage, yunet_model

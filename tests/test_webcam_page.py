@@ -14,7 +14,8 @@ import streamlit_webrtc
 import streamlit_webrtc.component
 from streamlit.testing.v1 import AppTest
 
-from fer_core import rtc, video
+from fer_core import rtc
+from fer_core.inference import video
 
 try:
     from helpers_images import astronaut_bgr, yunet_model

@@ -3,7 +3,7 @@ and `LiveProcessor`, the per-session object that streamlit-webrtc calls on every
 
 A frame goes: BGR ndarray -> (on "analysed" frames) detect faces, classify each crop, match the
 boxes to the tracks of earlier frames by IoU and blend the new probabilities into each track's
-exponential moving average -> draw every visible track (box and label as fer_core.annotate draws
+exponential moving average -> draw every visible track (box and label as fer_core.inference.annotate draws
 them on uploads, plus small probability bars). On
 "skipped" frames the last tracks are drawn again without running the detector or the model;
 `SkipPolicy` decides how many frames to skip from the measured cost of both kinds of frame so
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..data.emotions import EMOTIONS
+from ..data.preprocess import crop_face
 from .annotate import EMOTION_COLORS, draw_faces, emotion_bgr
-from .data.emotions import EMOTIONS
-from .data.preprocess import crop_face
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def detail_line(stats: LiveStats) -> str:
 
 
 def draw_tracks(bgr: np.ndarray, tracks) -> np.ndarray:
-    """A copy of `bgr` with each track's box and "label 87%" (fer_core.annotate) and probability bars."""
+    """A copy of `bgr` with each track's box and "label 87%" (fer_core.inference.annotate) and probability bars."""
     out = draw_faces(bgr, tracks)
     for track in tracks:
         draw_bars(out, track.box, track.probs)

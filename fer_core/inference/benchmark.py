@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.faces import yunet_model_path
+from ..data.images import load_image
+from ..data.preprocess import crop_face
+from ..errors import FerError
+from ..models import cards
+from ..models.speed import cpu_name, latency_ms, machine, machine_line
 from .annotate import UPLOAD_TTA, analyse
-from .data.faces import yunet_model_path
-from .data.images import load_image
-from .data.preprocess import crop_face
-from .errors import FerError
 from .live import LiveProcessor
-from .models import cards
-from .models.speed import cpu_name, latency_ms, machine, machine_line
 from .recognizer import EmotionRecognizer
 
 FRAME_SIZE = (640, 480)  # width, height of a webcam frame
@@ -82,7 +82,7 @@ def _stats(ms) -> dict:
 
 @torch.inference_mode()
 def frame_latency(recognizer, frames) -> dict:
-    """Milliseconds per frame for the webcam's detect + crop + classify (fer_core.live: detection on a
+    """Milliseconds per frame for the webcam's detect + crop + classify (fer_core.inference.live: detection on a
     downscaled copy, faces from live.MIN_FACE up), and how many frames had a face."""
     live = LiveProcessor(recognizer, adaptive=False)
     times, with_face = [], 0

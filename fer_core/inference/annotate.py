@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .data.emotions import EMOTIONS
-from .data.images import load_image
-from .data.preprocess import crop_face
-from .errors import FerError
+from ..data.emotions import EMOTIONS
+from ..data.images import load_image
+from ..data.preprocess import crop_face
+from ..errors import FerError
 
 log = logging.getLogger(__name__)
 

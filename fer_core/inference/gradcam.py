@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data.emotions import EMOTIONS
-from .data.preprocess import FACE_SIZE, faces_to_tensor
+from ..data.emotions import EMOTIONS
+from ..data.preprocess import FACE_SIZE, faces_to_tensor
 
 _layers = weakref.WeakKeyDictionary()  # model -> its target layer's name
 _layers_lock = threading.Lock()

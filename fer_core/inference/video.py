@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data.emotions import EMOTIONS
-from .data.preprocess import crop_face
-from .errors import FerError
+from ..data.emotions import EMOTIONS
+from ..data.preprocess import crop_face
+from ..errors import FerError
 
 VIDEO_TYPES = ("mp4", "avi", "mov", "webm", "mkv")
 COLUMNS = ("time_s", "frame", "faces", "label", *EMOTIONS)

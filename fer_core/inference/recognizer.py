@@ -6,15 +6,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.emotions import EMOTIONS
+from ..data.faces import create_detector
+from ..data.images import load_image
+from ..data.preprocess import FACE_SIZE, crop_face
+from ..errors import FerError
+from ..models.cards import find_card, load_model
+from ..models.evaluate import predict_logits, softmax
+from ..models.registry import for_inference
 from . import int8
-from .data.emotions import EMOTIONS
-from .data.faces import create_detector
-from .data.images import load_image
-from .data.preprocess import FACE_SIZE, crop_face
-from .errors import FerError
-from .models.cards import find_card, load_model
-from .models.evaluate import predict_logits, softmax
-from .models.registry import for_inference
 
 log = logging.getLogger(__name__)
 BACKENDS = ("int8", "torch")
@@ -37,8 +37,9 @@ class EmotionRecognizer:
 
     model: a shipped model name (see `python -m fer_core models`), None for the default.
     detector: "auto" (YuNet when available, else Haar), "yunet" or "haar".
-    backend: "int8" (the card's ONNX Runtime int8 file, fer_core.int8; where it is missing, corrupt or stale, or
-    the device is not the CPU, a logged warning names the problem and the fp32 PyTorch model is used) or "torch".
+    backend: "int8" (the card's ONNX Runtime int8 file, fer_core.inference.int8; where it is missing, corrupt or
+    stale, or the device is not the CPU, a logged warning names the problem and the fp32 PyTorch model is used) or
+    "torch".
     `backend_used` says which one classifies; `model` is always the PyTorch model (Grad-CAM's), loaded on first use.
     """
 

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .atomic import write_atomic
-from .data.preprocess import FACE_SIZE, faces_to_tensor
-from .errors import WeightsError
-from .models import card_schema, cards
-from .models.measure import VIEWS, dataset_info, split_metrics
-from .models.registry import fuse_conv_bn
-from .models.speed import latency_ms, machine
+from ..atomic import write_atomic
+from ..data.preprocess import FACE_SIZE, faces_to_tensor
+from ..errors import WeightsError
+from ..models import card_schema, cards
+from ..models.measure import VIEWS, dataset_info, split_metrics
+from ..models.registry import fuse_conv_bn
+from ..models.speed import latency_ms, machine
 
 METHOD = ("onnxruntime static quantization, QDQ format: per-channel symmetric int8 weights, uint8 activations "
           "(reduce_range), MinMax ranges")
@@ -136,7 +136,7 @@ def quantize(model: nn.Module, faces: np.ndarray, path):
 def other_datasets(card: dict, primary_path):
     """The datasets beside `primary_path` that the card has metrics for (same source name and fingerprint), and
     {dataset: why it was not measured} for the others."""
-    from .data.fer2013 import open_dataset
+    from ..data.fer2013 import open_dataset
     found, missing = [], {}
     for key, info in card.get("datasets", {}).items():
         if key == card_schema.dataset_key(Path(primary_path).name) or key not in card.get("metrics", {}):
@@ -156,7 +156,7 @@ def other_datasets(card: dict, primary_path):
 def build(name=None, data=None, directory=None, calibration=CALIBRATION_FACES) -> dict:
     """Quantize a shipped model, measure the int8 file and store the `int8` block in its card; returns the card."""
     import onnxruntime as ort
-    from .data.fer2013 import dataset_path, open_dataset
+    from ..data.fer2013 import dataset_path, open_dataset
     model, card = cards.load_model(name, directory)
     fer = open_dataset(dataset_path(data))
     faces = calibration_faces(fer.load("train"), calibration)
