@@ -4,8 +4,8 @@ import streamlit as st
 
 import ui
 from fer_core import FerError
-from fer_core.downloads import results_rows, to_csv, to_json
-from fer_core.examples import example_photo
+from fer_core.app.downloads import results_rows, to_csv, to_json
+from fer_core.app.examples import example_photo
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 PHOTO_MB = 20  # per photo; a 12-megapixel phone JPEG is 3-8 MB

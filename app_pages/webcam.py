@@ -7,7 +7,8 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import ui
-from fer_core import FerError, rtc
+from fer_core import FerError
+from fer_core.app import rtc
 from fer_core.inference import live, video
 
 VIDEO_MB = 200  # per video file (the server-wide limit in .streamlit/config.toml)

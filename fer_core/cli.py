@@ -110,7 +110,7 @@ def cmd_benchmark(args):
 def cmd_models(args):
     from .models.cards import default_name, read_cards, weights_problem
     from .models.registry import list_models
-    from .report import ACC, TTA, dataset_column, datasets, results_rows
+    from .app.report import ACC, TTA, dataset_column, datasets, results_rows
     cards = read_cards()
     default = default_name()
     rows = []
@@ -172,7 +172,7 @@ def cmd_default(args):
 
 
 def cmd_results(args):
-    from .report import results_markdown, update_readme
+    from .app.report import results_markdown, update_readme
     if args.readme:
         changed = update_readme(args.readme)
         print(f"{args.readme}: results table {'updated' if changed else 'already up to date'}")

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from fer_core import EMOTIONS, compare
+from fer_core import EMOTIONS
+from fer_core.app import compare
 from fer_core.models.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
 from helpers_cards import v2_card, with_metrics
 from test_compare import full_card, split

@@ -12,7 +12,7 @@ from skimage import data
 from streamlit.testing.v1 import AppTest
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.examples import EXAMPLE, EXAMPLES_DIR, example_photo
+from fer_core.app.examples import EXAMPLE, EXAMPLES_DIR, example_photo
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import plotly.graph_objects as go
 
-from .data.emotions import EMOTIONS
-from .data.fer2013 import dataset_path
-from .errors import DatasetError
+from ..data.emotions import EMOTIONS
+from ..data.fer2013 import dataset_path
+from ..errors import DatasetError
 
 PAGE_COLUMNS, PAGE_ROWS = 8, 4
 PAGE_SIZE = PAGE_COLUMNS * PAGE_ROWS
@@ -273,7 +273,7 @@ def misclassified(probs, labels) -> Mistakes:
 
 def confusion_counts(mistakes: Mistakes, labels) -> np.ndarray:
     """int64 [7, 7] confusion matrix (rows = true) rebuilt from the mistakes and all labels."""
-    from .models.evaluate import confusion_matrix  # torch: only when asked
+    from ..models.evaluate import confusion_matrix  # torch: only when asked
     pred = np.array(labels, dtype=np.int64)
     pred[mistakes.index] = mistakes.pred
     return confusion_matrix(labels, pred)

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 
-from .data.emotions import EMOTIONS
+from ..data.emotions import EMOTIONS
 
 COLUMNS = ("file", "face", "x", "y", "w", "h", "label", "confidence", *EMOTIONS)
 DECIMALS = 4

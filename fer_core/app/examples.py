@@ -2,9 +2,9 @@
 licence in SOURCE.md there). The upload page reads them as (name, bytes), exactly as it reads an upload."""
 from pathlib import Path
 
-from .errors import FerError
+from ..errors import FerError
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
 EXAMPLE = "astronaut.jpg"  # Eileen Collins' NASA portrait (public domain), as scikit-image ships it
 
 

@@ -11,8 +11,8 @@ import re
 import statistics
 from pathlib import Path
 
-from .models.card_schema import PRIMARY, accuracy, split_metrics
-from .models.cards import MAX_SHIPPED_BYTES, default_name, read_cards, val_accuracy
+from ..models.card_schema import PRIMARY, accuracy, split_metrics
+from ..models.cards import MAX_SHIPPED_BYTES, default_name, read_cards, val_accuracy
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ACC, TTA, F1 = f"{PRIMARY} val acc", f"{PRIMARY} val acc (TTA)", f"{PRIMARY} val macro-F1"

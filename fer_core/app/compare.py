@@ -15,10 +15,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ..data.emotions import EMOTIONS
+from ..models.card_schema import PRIMARY, split_metrics
+from ..models.cards import default_name, read_cards, val_accuracy
 from . import report
-from .data.emotions import EMOTIONS
-from .models.card_schema import PRIMARY, split_metrics
-from .models.cards import default_name, read_cards, val_accuracy
 
 PALETTE = qualitative.Plotly
 CURVES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_acc", "val_acc"))
