@@ -1,5 +1,8 @@
 """FER Studio's engine: data, models, training, evaluation, face detection and EmotionRecognizer.
 
+One sub-package per layer, each importing only those below it: app -> inference -> models -> data, and
+training -> models -> data (docs/architecture.md; tests/test_layout.py keeps it so).
+
 Importing it loads no model and downloads nothing; heavy modules load on first use.
 """
 from .data.emotions import EMOTIONS
