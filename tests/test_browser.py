@@ -37,6 +37,9 @@ PAGES = [("", "Upload & classify"), ("webcam", "Live webcam"), ("compare", "Mode
 # A first run loads a model; the explorer may decode FER2013 into its cache. FER_BROWSER_TIMEOUT_MS raises it
 # on a machine that other work keeps busy.
 PAGE_TIMEOUT_MS = int(os.environ.get("FER_BROWSER_TIMEOUT_MS", 90_000))
+# Starting Chromium and a server take longer there too: never less than these, and as long as a page when it is raised.
+LAUNCH_TIMEOUT_MS = max(60_000, PAGE_TIMEOUT_MS)
+SERVER_TIMEOUT_S = max(120, PAGE_TIMEOUT_MS / 1000)
 WEBCAM_FRAMES, WEBCAM_TIMEOUT_S, FPS_WINDOW_S = 30, 75, 10.0
 EXCEPTION = '[data-testid="stException"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -50,7 +53,7 @@ def app(tmp_path_factory):
     cache.mkdir(exist_ok=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server = StreamlitServer(REPO, ARTIFACTS / "streamlit.log", env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(cache)})
-    server.start(timeout=120)
+    server.start(timeout=SERVER_TIMEOUT_S)
     yield server
     server.stop()
 
@@ -65,7 +68,7 @@ def camera_clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(camera_clip):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, timeout=60_000,
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, timeout=LAUNCH_TIMEOUT_MS,
                                     args=CHROMIUM_ARGS + fake_camera_args(camera_clip))
         yield browser
         browser.close()
@@ -155,7 +158,7 @@ def test_deep_link_on_fresh_server(browser, tmp_path):
     just woke up): app.py must still run, with its navigation and sidebar, not Streamlit's legacy
     pages/-folder mode (a folder named `pages` next to app.py would trigger that mode until app.py has run)."""
     server = StreamlitServer(REPO, ARTIFACTS / "streamlit-fresh.log",
-                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(tmp_path)}).start(timeout=120)
+                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(tmp_path)}).start(timeout=SERVER_TIMEOUT_S)
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
@@ -171,6 +174,56 @@ def test_deep_link_on_fresh_server(browser, tmp_path):
     finally:
         context.close()
         server.stop()
+
+
+UPLOAD_TITLE = '[data-testid="stMain"] h1:has-text("Upload & classify")'
+UPLOADER = '[data-testid="stMain"] [data-testid="stFileUploader"]'
+MODEL_SPINNER = '[data-testid="stSpinner"]:has-text("Loading the model")'
+
+
+def test_first_visit_of_a_fresh_server_shows_title_and_uploader_within_3_s(browser, tmp_path, record_property):
+    """Issue 21: a fresh server's first visitor sees the page's title and its uploader within 3 s of navigating
+    (FER_FIRST_PAGE_MAX_S; 0 turns the check off), timed in the browser; then the model loads behind its spinner
+    and the page becomes ready without an exception. The figure goes to test-artifacts/browser/first-page.txt."""
+    server = StreamlitServer(REPO, ARTIFACTS / "streamlit-first-page.log",
+                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(tmp_path)}).start(timeout=SERVER_TIMEOUT_S)
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        busy = machine_busy()  # the server is up and idle: how much of the CPU other work takes
+        start = time.monotonic()
+        page.goto(server.url, wait_until="commit")
+        page.locator(UPLOAD_TITLE).wait_for(state="visible")
+        title_s = time.monotonic() - start
+        page.locator(UPLOADER).wait_for(state="visible")
+        shown_s = time.monotonic() - start
+        spinner_seen = page.locator(MODEL_SPINNER).count() > 0
+        wait_idle(page)  # the script run has ended: the model is loaded (ui.recognizer), the page is ready
+        ready_s = time.monotonic() - start
+        screenshot(page, "first-page")
+        assert_no_exception(page, "the first visit of a fresh server")
+        errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+        assert not errors, f"errors shown on the first page: {errors}"
+        assert page.locator(MODEL_SPINNER).count() == 0, "the model's spinner is still shown on a finished page"
+        expect_page(page, "Upload & classify")
+    finally:
+        context.close()
+        server.stop()
+    log = server.log_tail(20_000)
+    assert "Traceback" not in log, f"the server logged an exception:\n{log}"
+
+    busy_txt = "unknown" if busy is None else f"{busy:.0%}"
+    summary = (f"first page of a fresh server: title after {title_s:.2f} s, title and uploader after {shown_s:.2f} s, "
+               f"page ready (model loaded) after {ready_s:.2f} s; model spinner on screen when the uploader showed: "
+               f"{spinner_seen}; CPU busy before navigating: {busy_txt}")
+    print(summary)
+    record_property("first_page_s", round(shown_s, 3))
+    (ARTIFACTS / "first-page.txt").write_text(summary + "\n")
+    # As the webcam's fps floor: only where the figure measures the app, not other work on a busy machine.
+    max_s = float(os.environ.get("FER_FIRST_PAGE_MAX_S", "3"))
+    if max_s > 0 and (busy is None or busy < 0.5):
+        assert shown_s <= max_s, summary
 
 
 def test_sidebar_links_navigate(page, app):
@@ -274,9 +327,10 @@ def test_webcam_streams_faces(page, app, record_property):
     assert f1 >= 1 and n1 >= n0
     # A throughput floor only where it measures the app: on a machine that other work keeps busy (e.g. a
     # training run beside the tests) the number says more about that work. FER_WEBCAM_MIN_FPS=0 turns it off.
-    # 10 fps: an idle two-core machine with native bf16 measured 29.9; an AVX2-only one, three times slower per
-    # webcam frame in `benchmark`, 15.9-21.9 over four runs. The floor is for a pipeline that stalls.
-    min_fps = float(os.environ.get("FER_WEBCAM_MIN_FPS", "10"))
+    # 20 processed fps (issue 21), of the fake camera's 30: an idle two-core machine with native bf16 measured
+    # 29.9 with the fp32 model; an AVX2-only one streamed 15.9-21.9 over four runs before the int8 path, which
+    # cut the model's share of a webcam frame (docs/speed.md).
+    min_fps = float(os.environ.get("FER_WEBCAM_MIN_FPS", "20"))
     if min_fps > 0 and (busy is None or busy < 0.5):
         assert fps >= min_fps, summary
 

@@ -333,6 +333,20 @@ def test_an_ensemble_with_a_broken_member_is_broken(weights_dir):
     assert "'gone'" in cards.weights_problem(find_card("duo"))
 
 
+def test_weights_problems_reads_each_file_once_and_agrees_with_weights_problem(weights_dir, monkeypatch):
+    """The sidebar's check before a page's first element: an ensemble's members are not hashed again."""
+    bad = _two_models(weights_dir)
+    members = [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in read_cards()]
+    write_card(v2_card("duo", "ensemble", members=members))
+    _flip_byte(bad)
+    hashed, real = [], cards.sha256_file
+    monkeypatch.setattr(cards, "sha256_file", lambda p: hashed.append(p) or real(p))
+    problems = cards.weights_problems(read_cards())
+    assert sorted(p.name for p in hashed) == ["bad.pt", "good.pt"]
+    assert problems == {c["name"]: p for c in read_cards() if (p := cards.weights_problem(c))}
+    assert set(problems) == {"bad", "duo"} and "member 'bad'" in problems["duo"]
+
+
 @pytest.mark.slow
 def test_a_missing_weights_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "nowhere"))

@@ -18,6 +18,7 @@ from fer_core.data.fer2013 import FER2013
 from fer_core.data.emotions import EMOTIONS
 from fer_core.models.evaluate import predict_logits
 from fer_core.models.registry import count_params, create_model
+from fer_core.training.mixing import TrainSet
 from helpers_data import REPO, cli_env, make_kaggle, run_cli
 
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -295,6 +296,73 @@ def test_cached_targets_follow_the_faces_of_each_batch_and_their_mix():
     mixed = train._teacher_targets(logits, None, idx, partner, 0.7, 2.0, torch.device("cpu"), False)
     assert torch.allclose(mixed, 0.7 * targets + 0.3 * targets[partner])
     assert torch.allclose(mixed.sum(1), torch.ones(3))
+
+
+class _CountingTeacher(torch.nn.Module):
+    """A fixed linear teacher that records how many faces it was asked to read."""
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(48 * 48, len(EMOTIONS))
+        self.read = 0
+
+    def forward(self, x):
+        self.read += len(x)
+        return self.head(x.flatten(1))
+
+
+def _mixed_run(teacher, n_primary=6, n_extra=4):
+    """A Run with just what the distillation term reads: FER2013 faces first, then real photos."""
+    images = torch.randint(0, 256, (n_primary + n_extra, 48, 48), dtype=torch.uint8)
+    labels = torch.randint(0, len(EMOTIONS), (n_primary + n_extra,))
+    data = TrainSet(images, labels, n_primary, extra_share=0.4, balance="none")
+    args = build_parser().parse_args(["train", "--model", "cnn", "--kd-alpha", "0.7", "--kd-temperature", "2"])
+    return train.Run(args=args, model=None, net=None, opt=None, sched=None, device=torch.device("cpu"),
+                     amp=False, train=data, vals={}, out=None, state={}, teacher=teacher)
+
+
+def test_distillation_reads_only_the_fer2013_faces_of_a_mixed_batch():
+    """With --extra-data a live teacher reads only the batch's FER2013 faces, and cached outputs (kept for
+    FER2013's faces only) are padded so that a batch of both indexes them: real photos get no teacher term."""
+    torch.manual_seed(0)
+    teacher = _CountingTeacher()
+    run = _mixed_run(teacher)
+    idx = torch.tensor([0, 7, 3, 9, 5])  # FER2013, photo, FER2013, photo, FER2013
+    x = torch.randn(len(idx), 1, 48, 48)
+    logits = torch.randn(len(idx), len(EMOTIONS))
+    with torch.no_grad():
+        kd, weight = train._kd_term(run, logits, x, None, idx, None, 1.0)
+        expected = train.distillation_loss(logits, train.soft_targets(teacher.head(x.flatten(1)), 2.0), 2.0, "none")
+    fer = torch.tensor([True, False, True, False, True])
+    assert teacher.read == 3
+    assert torch.allclose(weight, fer.float() * 0.7)
+    assert torch.allclose(kd[fer], expected[fer], atol=1e-6) and (kd[~fer] == 0).all() and (kd[fer] > 0).all()
+
+    cached = train._pad_rows(torch.randn(6, len(EMOTIONS)), run.train.n_extra)
+    assert cached.shape == (10, len(EMOTIONS)) and (cached[6:] == 0).all()
+    run.teacher = cached
+    kd, weight = train._kd_term(run, logits, x, None, idx, None, 1.0)
+    expected = train.distillation_loss(logits, train.soft_targets(cached[idx], 2.0), 2.0, "none")
+    assert torch.allclose(kd[fer], expected[fer], atol=1e-6) and (kd[~fer] == 0).all()
+
+
+def test_export_last_takes_the_final_epochs_average_and_best_takes_best_pt(tmp_path):
+    """--export best writes best.pt; --export last the weights the last epoch evaluated: the SWA average
+    once it holds weights, else the EMA, else the trained model."""
+    def weights(value):
+        return {"w": torch.full((2,), float(value))}
+    torch.save(weights(1), tmp_path / "best.pt")
+    last = {"model": weights(2), "opt": {}, "sched": {}, "state": {"epoch": 3}}
+    torch.save(last, tmp_path / "last.pt")
+    assert train._exported_weights(tmp_path, "best")["w"][0] == 1
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 2
+    torch.save({**last, "ema": {"model": weights(3), "steps": 10}}, tmp_path / "last.pt")
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 3
+    swa = {"module.w": torch.full((2,), 4.0), "n_averaged": torch.tensor(0)}
+    torch.save({**last, "swa": swa}, tmp_path / "last.pt")  # SWA not begun: the model itself
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 2
+    torch.save({**last, "swa": {**swa, "n_averaged": torch.tensor(2)}}, tmp_path / "last.pt")
+    assert list(train._exported_weights(tmp_path, "last")) == ["w"]
+    assert train._exported_weights(tmp_path, "last")["w"][0] == 4
 
 
 def test_pure_distillation_from_cached_outputs_ignores_the_labels(trained):

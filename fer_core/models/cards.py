@@ -157,19 +157,21 @@ def load_file(pt: Path, card: dict):
     return model
 
 
-def weights_problem(card: dict, directory=None):
+def weights_problem(card: dict, directory=None, digests=None, by_name=None):
     """Why `card`'s model cannot load (a message naming the file), or None when its weights are intact.
 
     Checks what load_model checks before unpickling: the .pt exists and matches the card's sha256; an
     ensemble is intact when every member is and still has the weights the ensemble was measured with.
+    `digests` ({path: sha256} already computed) and `by_name` ({name: card} of the folder) spare work when
+    many cards are checked at once (`weights_problems`).
     """
     if card.get("arch") == "ensemble":
-        others = {c["name"]: c for c in read_cards(directory)}
+        others = by_name if by_name is not None else {c["name"]: c for c in read_cards(directory)}
         for m in card.get("members", []):
             member = others.get(m.get("name"))
             if member is None:
                 return f"member {m.get('name')!r} of ensemble {card['name']!r} is not shipped"
-            problem = weights_problem(member, directory)
+            problem = weights_problem(member, directory, digests, others)
             if problem:
                 return f"member {member['name']!r}: {problem}"
             if member.get("sha256") != m.get("sha256"):
@@ -180,15 +182,32 @@ def weights_problem(card: dict, directory=None):
     pt = weights_path(card, directory)
     if not pt.exists():
         return f"{pt} is missing (named by the card {card['name']}.json)"
-    if sha256_file(pt) != card.get("sha256"):
+    digest = (digests or {}).get(pt) or sha256_file(pt)
+    if digest != card.get("sha256"):
         return f"{pt} does not match the sha256 in {card['name']}.json (corrupt or changed)"
     return None
+
+
+def weights_problems(cards_list: list, directory=None) -> dict:
+    """{name: weights_problem} of the cards whose models cannot load. Each weights file is read once (an
+    ensemble's members are other cards' files) and two are hashed at a time (hashlib lets go of the GIL): the
+    app's sidebar runs this before a page's first element, over some 150 MB of shipped weights."""
+    from concurrent.futures import ThreadPoolExecutor
+    by_name = {c["name"]: c for c in read_cards(directory)}
+    needed = [by_name.get(m.get("name")) for c in cards_list if c.get("arch") == "ensemble"
+              for m in c.get("members", [])] + [c for c in cards_list if c.get("arch") != "ensemble"]
+    files = sorted({weights_path(c, directory) for c in needed
+                    if c and c.get("arch") != "ensemble" and not c.get("not_shipped")})
+    files = [f for f in files if f.is_file()]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        digests = dict(zip(files, pool.map(sha256_file, files)))
+    return {c["name"]: p for c in cards_list if (p := weights_problem(c, directory, digests, by_name))}
 
 
 def healthy_default(cards_list: list, directory=None):
     """(name of the model to preselect, {name: problem} of the broken ones): the default card if it is
     intact, else the most accurate intact one; None when none is intact."""
-    problems = {c["name"]: p for c in cards_list if (p := weights_problem(c, directory))}
+    problems = weights_problems(cards_list, directory)
     intact = [c for c in cards_list if c["name"] not in problems]
     if not intact:
         return None, problems

@@ -4,7 +4,8 @@ The whole split sits in memory as uint8 and is augmented batch-wise on the train
 Every epoch ends with a val pass and two checkpoints written atomically: last.pt (everything
 needed by --resume) and best.pt (the best val accuracy so far). Each epoch draws its shuffle and
 augmentation from a generator seeded by (seed, epoch), so a killed and resumed run follows the
-same path as an uninterrupted one. At the end the best weights are exported with their card.
+same path as an uninterrupted one. At the end the best weights are exported with their card (with
+`--export last`, the final ones: no epoch is chosen by looking at the val sets the card then reports).
 
 Distillation: `--teacher NAME` runs a shipped model or ensemble on every augmented batch beside the
 student, and the loss mixes the labels' cross-entropy with the KL divergence from the teacher's
@@ -61,6 +62,8 @@ from .swa import WeightSWA
 
 log = logging.getLogger(__name__)
 
+EXPORTS = ("best", "last")  # which weights `--export` writes
+
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="architecture from the registry (see `models`)")
@@ -84,6 +87,9 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     p.add_argument("--weights-dir", help="where to export NAME.pt/.json (default: weights/)")
     p.add_argument("--no-export", action="store_true", help="keep the result in the run folder only")
+    p.add_argument("--export", choices=EXPORTS, default="best",
+                   help="weights to export: best, the epoch with the best mean val accuracy; last, the final "
+                        "epoch's (its EMA or SWA average if any), chosen without looking at val")
     p.add_argument("--default", action="store_true", help="mark the exported model as the app's default")
     p.add_argument("--teacher", help="shipped model (or ensemble) to distil: its softened outputs on each "
                                      "augmented batch join the loss")
@@ -131,8 +137,6 @@ def check_args(args):
         raise FerError(f"--aug-{bad[0]} takes the share of faces to change, in [0, 1]")
     if args.kd_cache and not args.teacher:
         raise FerError("--kd-cache keeps a teacher's outputs: name the teacher with --teacher")
-    if args.kd_cache and args.extra_data:
-        raise FerError("--kd-cache holds outputs for FER2013's faces only: use a live --teacher with --extra-data")
     if not 0 <= args.swa_epochs <= args.epochs or (args.swa_lr is not None and args.swa_lr <= 0):
         raise FerError(f"--swa-epochs takes 0 to --epochs ({args.epochs}) epochs and --swa-lr a rate > 0")
     if args.swa_epochs and args.ema:
@@ -384,6 +388,12 @@ def _kd_term(run: Run, logits, x, clean, idx, partner, lam):
     if not keep.any():
         return torch.zeros_like(weight), weight
     seen = clean if clean is not None and partner is None else x
+    if partner is None and not isinstance(run.teacher, torch.Tensor):  # a live teacher reads only its rows
+        rows = keep.nonzero().squeeze(1)
+        targets = _teacher_targets(run.teacher, seen[rows], idx, None, lam, args.kd_temperature, run.device, run.amp)
+        kd = torch.zeros_like(weight)
+        kd[rows] = distillation_loss(logits[rows].float(), targets, args.kd_temperature, reduction="none")
+        return kd, weight
     targets = _teacher_targets(run.teacher, seen, idx, partner, lam, args.kd_temperature, run.device, run.amp)
     return distillation_loss(logits.float(), targets, args.kd_temperature, reduction="none") * keep, weight
 
@@ -509,9 +519,15 @@ def _teacher(r: Run, fer):
         r.state["teacher"]["faces"] = "FER2013's only (real photos learn from their labels)"
     if args.kd_cache:
         r.state["teacher"]["targets"] = "unaugmented training faces, mean of face and mirror (--kd-cache)"
-        return cached_teacher_logits(teacher, r.state["teacher"], fer, r.train.images, r.out, r.device, r.rank,
-                                     r.world)
+        fer_faces = r.train.images[:r.train.n_primary]
+        logits = cached_teacher_logits(teacher, r.state["teacher"], fer, fer_faces, r.out, r.device, r.rank, r.world)
+        return _pad_rows(logits, r.train.n_extra)  # real photos get no teacher: their rows are never read
     return teacher
+
+
+def _pad_rows(logits, n):
+    """`logits` with n rows of zeros after it, so that an index into the whole training set is valid."""
+    return torch.cat([logits, logits.new_zeros(n, logits.shape[1])]) if n else logits
 
 
 def _announce(r: Run):
@@ -562,9 +578,10 @@ def end_epoch(r: Run, epoch, train_result, seconds):
 
 
 def export(args, name, out: Path, datasets: list, device, state) -> Path:
-    """Write the best epoch's weights (fp16) and their card, with metrics measured on those fp16 weights."""
+    """Write the best (or last) epoch's weights (fp16) and their card, with metrics measured on those fp16
+    weights."""
     model = create_model(args.model)
-    model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(_exported_weights(out, args.export))
     card = {
         "schema_version": card_schema.SCHEMA_VERSION, "name": name, "arch": args.model, "arch_args": {},
         "labels": list(EMOTIONS), "params": count_params(model), "preprocess": dict(card_schema.PREPROCESS),
@@ -575,6 +592,7 @@ def export(args, name, out: Path, datasets: list, device, state) -> Path:
                      "python": platform.python_version()},
         "wall_time_s": round(state["wall_s"], 1), "bf16": use_amp(device, args.amp),
         "best_epoch": _best_epoch(state["history"]),
+        "exported_epoch": _best_epoch(state["history"]) if args.export == "best" else state["epoch"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {}, "datasets": {},
     }
@@ -595,6 +613,17 @@ def export(args, name, out: Path, datasets: list, device, state) -> Path:
     if args.default:
         cards.set_default(name, args.weights_dir)
     return card_path
+
+
+def _exported_weights(out: Path, which="best") -> dict:
+    """best.pt, or the weights the last epoch evaluated: its SWA or EMA average when the run keeps one."""
+    if which == "best":
+        return torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    swa = last.get("swa") or {}
+    if int(swa.get("n_averaged", 0)):
+        return {k.removeprefix("module."): v for k, v in swa.items() if k.startswith("module.")}
+    return last["ema"]["model"] if "ema" in last else last["model"]
 
 
 def _best_epoch(history):
