@@ -9,8 +9,8 @@ import time
 import streamlit as st
 
 from fer_core import FerError
-from fer_core.cards import healthy_default, read_cards, weights_dir
-from fer_core.faces import DETECTORS
+from fer_core.models.cards import healthy_default, read_cards, weights_dir
+from fer_core.data.faces import DETECTORS
 
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"
 # Before a fresh server first imports PyTorch: long enough for the browser to fetch the JavaScript of the widgets

@@ -1,8 +1,8 @@
 """Model comparison: every shipped model side by side, with numbers read only from weights/*.json."""
 import streamlit as st
 
-from fer_core import compare, report
-from fer_core.cards import default_name
+from fer_core.app import compare, report
+from fer_core.models.cards import default_name
 
 st.title("Model comparison")
 st.caption("Every number here comes from the model cards in `weights/` (one card per model, written by "

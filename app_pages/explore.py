@@ -1,11 +1,12 @@
 """Dataset explorer: FER2013's classes, faces, mean faces, pixel statistics, quality flags and the
-chosen model's mistakes. Computation lives in fer_core.explore; this page caches and lays it out."""
+chosen model's mistakes. Computation lives in fer_core.app.explore; this page caches and lays it out."""
 import streamlit as st
 
 import ui
-from fer_core import EMOTIONS, FerError, explore
-from fer_core.cards import read_cards
-from fer_core.data import FER2013
+from fer_core import EMOTIONS, FerError
+from fer_core.app import explore
+from fer_core.models.cards import read_cards
+from fer_core.data.fer2013 import FER2013
 
 HOW_TO_GET = """
 FER2013 is not shipped with FER Studio. To explore it:

@@ -4,8 +4,8 @@ import streamlit as st
 
 import ui
 from fer_core import FerError
-from fer_core.downloads import results_rows, to_csv, to_json
-from fer_core.examples import example_photo
+from fer_core.app.downloads import results_rows, to_csv, to_json
+from fer_core.app.examples import example_photo
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 PHOTO_MB = 20  # per photo; a 12-megapixel phone JPEG is 3-8 MB
@@ -15,7 +15,7 @@ NO_FACE_HINT = ("Faces need to be roughly frontal and at least about 5% of the p
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def analysed(_recognizer, selection, name, data, tta):
-    """fer_core.annotate.analyse, cached per (model and detector, file name, bytes, TTA): reruns (a toggle,
+    """fer_core.inference.annotate.analyse, cached per (model and detector, file name, bytes, TTA): reruns (a toggle,
     a download) redraw without redoing the work."""
     return analyse(_recognizer, name, data, tta=tta)
 
@@ -98,8 +98,8 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
 # Only now, with the title and the uploader sent (and, on a fresh server, drawn), do OpenCV and PyTorch load, and
 # the model behind a spinner (ui.recognizer), so a first visit shows the page at once and the first upload need not wait.
 ui.before_first_heavy_import()
-from fer_core.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
-from fer_core.gradcam import grad_cam, overlay  # noqa: E402
+from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
+from fer_core.inference.gradcam import grad_cam, overlay  # noqa: E402
 
 recognizer = ui.recognizer()
 if inputs:

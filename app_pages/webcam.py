@@ -1,5 +1,5 @@
 """Live webcam: each face's emotion on the webcam stream (streamlit-webrtc), and a tab that analyses a
-video file frame by frame. The work happens in fer_core.live and fer_core.video."""
+video file frame by frame. The work happens in fer_core.inference.live and fer_core.inference.video."""
 import time
 from pathlib import Path
 
@@ -7,7 +7,9 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import ui
-from fer_core import FerError, live, rtc, video
+from fer_core import FerError
+from fer_core.app import rtc
+from fer_core.inference import live, video
 
 VIDEO_MB = 200  # per video file (the server-wide limit in .streamlit/config.toml)
 UI_REFRESH_S = 0.3  # the live counter updates about three times a second

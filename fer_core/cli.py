@@ -13,15 +13,15 @@ DATA_HELP = "FER2013 .zip, folder or .csv (default: env FER2013_PATH)"  # every 
 
 
 def cmd_train(args):
-    from . import train
+    from .training import train
     train.run(args, sys.argv[1:])
 
 
 def cmd_evaluate(args):
-    from .cards import find_card
-    from .data import open_dataset
-    from .evaluate import format_table
-    from .measure import evaluate_models, side_by_side
+    from .models.cards import find_card
+    from .data.fer2013 import open_dataset
+    from .models.evaluate import format_table
+    from .models.measure import evaluate_models, side_by_side
     ds = open_dataset(args.data)
     names = args.model or [find_card()["name"]]
     results = evaluate_models(names, ds, args.split, args.tta, args.peer)
@@ -43,9 +43,9 @@ def cmd_evaluate(args):
 
 def _write_metrics(names, ds, split, tta, results):
     """Store each shipped model's metrics on this dataset in its card (metrics[dataset][split(_tta)])."""
-    from .card_schema import dataset_key
-    from .cards import find_card, write_card
-    from .measure import dataset_info
+    from .models.card_schema import dataset_key
+    from .models.cards import find_card, write_card
+    from .models.measure import dataset_info
     if tta not in ("none", "flip"):
         raise FerError("cards keep plain and flip-TTA metrics only: use --tta flip or none with --write-card")
     key = dataset_key(ds.path.name)
@@ -57,10 +57,10 @@ def _write_metrics(names, ds, split, tta, results):
 
 
 def cmd_robustness(args):
-    from . import robustness
-    from .card_schema import dataset_key
-    from .cards import find_card, load_model, write_card
-    from .data import FER2013, open_dataset
+    from .models import robustness
+    from .models.card_schema import dataset_key
+    from .models.cards import find_card, load_model, write_card
+    from .data.fer2013 import FER2013, open_dataset
     ds = open_dataset(args.data)
     if not isinstance(ds, FER2013):
         raise FerError(f"robustness reads FER2013's val faces; {ds.path.name} is a photo set")
@@ -75,9 +75,9 @@ def cmd_robustness(args):
 
 
 def cmd_calibrate(args):
-    from .calibrate import calibrate_card
-    from .cards import load_model, write_card
-    from .data import FER2013, dataset_path
+    from .models.calibrate import calibrate_card
+    from .models.cards import load_model, write_card
+    from .data.fer2013 import FER2013, dataset_path
     model, card = load_model(args.model)
     card = calibrate_card(card, model, FER2013(dataset_path(args.data)).load("val"))
     write_card(card)
@@ -87,20 +87,20 @@ def cmd_calibrate(args):
 
 
 def cmd_ensemble(args):
-    from . import ensemble
-    from .card_schema import accuracy
-    from .data import FER2013, dataset_path
+    from .models import ensemble
+    from .models.card_schema import accuracy
+    from .data.fer2013 import FER2013, dataset_path
     card = ensemble.build(args.name, args.members, [FER2013(dataset_path(args.data))], sys.argv[1:])
     key = next(iter(card["metrics"]))
     print(f"{card['name']} = {' + '.join(args.members)}: {key} val {accuracy(card, key):.2%}, "
           f"with flip TTA {accuracy(card, key, 'val_tta'):.2%}, temperature {card['temperature']:.3f}")
     if args.default:
-        from .cards import set_default
+        from .models.cards import set_default
         set_default(card["name"])
 
 
 def cmd_benchmark(args):
-    from . import benchmark
+    from .inference import benchmark
     detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
     result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend,
                            peer_tflite=args.peer_tflite)
@@ -112,9 +112,9 @@ def cmd_benchmark(args):
 
 
 def cmd_models(args):
-    from .cards import default_name, read_cards, weights_problem
-    from .models import list_models
-    from .report import ACC, TTA, dataset_column, datasets, results_rows
+    from .models.cards import default_name, read_cards, weights_problem
+    from .models.registry import list_models
+    from .app.report import ACC, TTA, dataset_column, datasets, results_rows
     cards = read_cards()
     default = default_name()
     rows = []
@@ -143,7 +143,7 @@ def cmd_models(args):
 
 
 def cmd_predict(args):
-    from .recognizer import EmotionRecognizer
+    from .inference.recognizer import EmotionRecognizer
     rec = EmotionRecognizer(model=args.model, detector=args.detector, backend=args.backend)
     results, failed = [], False
     for image in args.images:
@@ -157,7 +157,7 @@ def cmd_predict(args):
 
 
 def cmd_quantize(args):
-    from . import int8
+    from .inference import int8
     card = int8.build(args.model, args.data, calibration=args.calibration)
     q = card["int8"]
     for ds, m in q["metrics"].items():
@@ -170,13 +170,13 @@ def cmd_quantize(args):
 
 
 def cmd_default(args):
-    from .cards import set_default
+    from .models.cards import set_default
     set_default(args.name)
     print(f"{args.name} is now the default model")
 
 
 def cmd_results(args):
-    from .report import results_markdown, update_readme
+    from .app.report import results_markdown, update_readme
     if args.readme:
         changed = update_readme(args.readme)
         print(f"{args.readme}: results table {'updated' if changed else 'already up to date'}")
@@ -185,9 +185,9 @@ def cmd_results(args):
 
 
 def build_parser():
-    from .evaluate import TTA
-    from .robustness import SEVERITIES
-    from .train import add_arguments
+    from .models.evaluate import TTA
+    from .models.robustness import SEVERITIES
+    from .training.train import add_arguments
     p = argparse.ArgumentParser(prog="python -m fer_core", description="FER Studio's engine")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)

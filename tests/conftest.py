@@ -40,7 +40,7 @@ def real_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def weights_dir(tmp_path_factory, monkeypatch):
-    """An empty weights folder that fer_core.cards uses by default (env FER_WEIGHTS_DIR) in this test."""
+    """An empty weights folder that fer_core.models.cards uses by default (env FER_WEIGHTS_DIR) in this test."""
     path = tmp_path_factory.mktemp("weights")
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(path))
     return path

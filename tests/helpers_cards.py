@@ -1,6 +1,6 @@
-"""Model cards for tests, in the schema cards are written in (fer_core/card_schema.py, version 2)."""
-from fer_core import card_schema
-from fer_core.emotions import EMOTIONS
+"""Model cards for tests, in the schema cards are written in (fer_core/models/card_schema.py, version 2)."""
+from fer_core.models import card_schema
+from fer_core.data.emotions import EMOTIONS
 
 
 def dataset_info(key=card_schema.PRIMARY, fingerprint=None, **extra) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_core.emotions import EMOTIONS
+from fer_core.data.emotions import EMOTIONS
 
 Dataset = namedtuple("Dataset", "path counts")
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """Shared builders for the image, face, recognizer and predict-CLI tests.
 
 Real photos come from scikit-image's bundled samples (no network); the tiny model is a
-seeded, untrained mini_xception saved through fer_core.cards.save_weights, so the tests check
+seeded, untrained mini_xception saved through fer_core.models.cards.save_weights, so the tests check
 the plumbing (shapes, probabilities, ordering, consistency), not accuracy.
 """
 import io
@@ -62,8 +62,8 @@ def make_tiny_weights(directory, name=TINY_MODEL, seed=0, default=True) -> Path:
     """A seeded, untrained mini_xception saved as NAME.pt + NAME.json in `directory`."""
     import torch
 
-    from fer_core.cards import save_weights, set_default
-    from fer_core.models import create_model
+    from fer_core.models.cards import save_weights, set_default
+    from fer_core.models.registry import create_model
 
     try:
         from helpers_cards import v2_card

@@ -1,4 +1,4 @@
-"""fer_core.annotate: colours, labels, downscaling, boxes drawn on a copy, the probability chart, and
+"""fer_core.inference.annotate: colours, labels, downscaling, boxes drawn on a copy, the probability chart, and
 `analyse` (the upload page's per-file path) on real photos, a non-image and a picture without a face."""
 import cv2
 import numpy as np
@@ -7,10 +7,10 @@ from PIL import Image
 from skimage import data
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr, fit,
-                               label_text, line_style, probability_chart, text_bgr)
-from fer_core.preprocess import FACE_SIZE, crop_face
-from fer_core.recognizer import FaceResult
+from fer_core.inference.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr, fit,
+                                         label_text, line_style, probability_chart, text_bgr)
+from fer_core.data.preprocess import FACE_SIZE, crop_face
+from fer_core.inference.recognizer import FaceResult
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode

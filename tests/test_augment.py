@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from fer_core import augment as aug
-from fer_core.augment import augment
+from fer_core.training import augment as aug
+from fer_core.training.augment import augment
 
 
 def _gen(seed):

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import benchmark
-from fer_core.cards import find_card
 from fer_core.errors import FerError
+from fer_core.inference import benchmark
+from fer_core.models.cards import find_card
 from helpers_data import cli_env, run_cli
 from helpers_images import astronaut_bgr, make_tiny_weights, yunet_model
 
@@ -134,7 +134,7 @@ def test_peer_face_is_the_square_box_grown_by_10_px_in_minus_one_to_one():
 @pytest.mark.dataset
 @needs_tflite_peer
 def test_peer_section_times_the_fer_tflite_model_beside_ours(tiny, tmp_path, monkeypatch):
-    from fer_core.recognizer import EmotionRecognizer
+    from fer_core.inference.recognizer import EmotionRecognizer
     rec = EmotionRecognizer(None, "haar")
     frames = benchmark.frames_from(image=_astronaut_png(tmp_path), count=4)
     r = benchmark.peer_latency(rec, frames, TFLITE_PEER, runs=20)

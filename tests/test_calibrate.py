@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fer_core import EmotionRecognizer
-from fer_core.calibrate import calibration, fit_temperature, nll
-from fer_core.data import FER2013
-from fer_core.evaluate import predict_logits, softmax
+from fer_core.models.calibrate import calibration, fit_temperature, nll
+from fer_core.data.fer2013 import FER2013
+from fer_core.models.evaluate import predict_logits, softmax
 from helpers_data import run_cli
 
 

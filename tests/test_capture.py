@@ -1,12 +1,12 @@
-"""Capture corruptions (fer_core/capture.py) and the in-plane rotation of augment.py, measured on
+"""Capture corruptions (fer_core/data/capture.py) and the in-plane rotation of augment.py, measured on
 synthetic faces: each does what its name says, by the amount its severity says."""
 import numpy as np
 import pytest
 import torch
 
-from fer_core import capture
-from fer_core.augment import augment
-from fer_core.preprocess import faces_to_tensor
+from fer_core.data import capture
+from fer_core.training.augment import augment
+from fer_core.data.preprocess import faces_to_tensor
 
 
 def _gen(seed=0):

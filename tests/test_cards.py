@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import card_schema, cards
-from fer_core.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default, sha256_file,
-                            write_card)
+from fer_core.models import card_schema, cards
+from fer_core.models.cards import (REPO_WEIGHTS, find_card, load_model, read_cards, save_weights, set_default,
+                                   sha256_file, write_card)
 from fer_core.cli import main
 from fer_core.errors import WeightsError
-from fer_core.evaluate import metrics, predict_logits, softmax
-from fer_core.models import create_model, list_models
+from fer_core.models.evaluate import metrics, predict_logits, softmax
+from fer_core.models.registry import create_model, list_models
 from helpers_cards import v2_card
 from helpers_data import run_cli
 
@@ -404,7 +404,7 @@ def test_shipped_weights_are_small_intact_and_one_is_default():
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the FER2013 dataset to run")
 def test_shipped_default_reproduces_its_val_accuracy(real_cache):
-    from fer_core.data import FER2013
+    from fer_core.data.fer2013 import FER2013
     model, card = load_model(None, REPO_WEIGHTS)
     val = FER2013(os.environ["FER2013_PATH"]).load("val")
     m = metrics(softmax(predict_logits(model, val.images)), val.labels)

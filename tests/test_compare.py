@@ -1,4 +1,4 @@
-"""fer_core.compare: the comparison dashboard's table and figures, built from model cards only.
+"""fer_core.app.compare: the comparison dashboard's table and figures, built from model cards only.
 
 Checked against the shipped cards (every number must be the card's own) and against synthetic
 schema-v2 cards in a private weights folder: partial ones, real-photo metrics, robustness figures,
@@ -9,8 +9,9 @@ import statistics
 import numpy as np
 import pytest
 
-from fer_core import EMOTIONS, compare, report
-from fer_core.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
+from fer_core import EMOTIONS
+from fer_core.app import compare, report
+from fer_core.models.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
 from helpers_cards import v2_card, with_metrics
 
 ACC = "fer2013 val acc"

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from fer_core import EMOTIONS, compare
-from fer_core.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
+from fer_core import EMOTIONS
+from fer_core.app import compare
+from fer_core.models.cards import REPO_WEIGHTS, default_name, read_cards, set_default, write_card
 from helpers_cards import v2_card, with_metrics
 from test_compare import full_card, split
 
@@ -142,8 +143,8 @@ def test_no_cards_explains_instead_of_failing(weights_dir):
 
 
 def test_a_card_whose_weights_are_not_shipped_is_compared_but_not_offered(weights_dir):
-    from fer_core.cards import save_weights
-    from fer_core.models import create_model
+    from fer_core.models.cards import save_weights
+    from fer_core.models.registry import create_model
     save_weights(create_model("cnn"), full_card("small", 0.6, 2.0), weights_dir)
     set_default("small")
     write_card({**full_card("huge", 0.7, 9.0), "weights_file": None, "kept_at": "huge/huge.pt",

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-import fer_core.data as data_mod
-from fer_core.data import FER2013, dataset_path
-from fer_core.emotions import EMOTIONS
+import fer_core.data.fer2013 as data_mod
+from fer_core.data.fer2013 import FER2013, dataset_path
+from fer_core.data.emotions import EMOTIONS
 from fer_core.errors import DatasetError
 from helpers_data import (UNPREFIXED_TEST, UNPREFIXED_TRAIN, UNPREFIXED_VAL, bump_mtime, csv_row, face_image,
                           make_csv, make_kaggle, make_unprefixed)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from fer_core.models import create_model
+from fer_core.models.registry import create_model
 from helpers_data import REPO, cli_env, make_kaggle
 
 pytestmark = [pytest.mark.slow,  # two torchrun trainings: about 80 s on 2 cores

@@ -1,4 +1,4 @@
-"""fer_core.downloads: one row per face with the box, label, confidence and seven probabilities; the CSV and
+"""fer_core.app.downloads: one row per face with the box, label, confidence and seven probabilities; the CSV and
 JSON text read back to the same values."""
 import csv
 import io
@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.annotate import ImageResult, analyse
-from fer_core.downloads import COLUMNS, face_rows, results_rows, to_csv, to_json
-from fer_core.recognizer import FaceResult
+from fer_core.inference.annotate import ImageResult, analyse
+from fer_core.app.downloads import COLUMNS, face_rows, results_rows, to_csv, to_json
+from fer_core.inference.recognizer import FaceResult
 
 try:
     from helpers_images import astronaut_rgb, encode

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from fer_core.ema import WeightEMA
-from fer_core.models import create_model
+from fer_core.training.ema import WeightEMA
+from fer_core.models.registry import create_model
 
 
 def _net():

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.cards import load_model
+from fer_core.models.cards import load_model
 from fer_core.cli import main
-from fer_core.data import FER2013
-from fer_core.emotions import EMOTIONS
-from fer_core.evaluate import (expected_calibration_error, format_table, metrics, predict_logits, reliability,
-                               softmax, tta_views)
-from fer_core.preprocess import faces_to_tensor
+from fer_core.data.fer2013 import FER2013
+from fer_core.data.emotions import EMOTIONS
+from fer_core.models.evaluate import (expected_calibration_error, format_table, metrics, predict_logits, reliability,
+                                      softmax, tta_views)
+from fer_core.data.preprocess import faces_to_tensor
 from helpers_data import run_cli
 
 

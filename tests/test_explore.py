@@ -1,4 +1,4 @@
-"""fer_core.explore: class counts, paging, mean faces, histograms, near-blank and duplicate faces and the
+"""fer_core.app.explore: class counts, paging, mean faces, histograms, near-blank and duplicate faces and the
 misclassified list, on small datasets with planted blanks and duplicates, and on FER2013 when
 FER2013_PATH is set."""
 import json
@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import EMOTIONS, EmotionRecognizer, explore
-from fer_core.cards import REPO_WEIGHTS, find_card, read_cards, write_card
-from fer_core.data import FER2013, Split
-from fer_core.evaluate import metrics
+from fer_core import EMOTIONS, EmotionRecognizer
+from fer_core.app import explore
+from fer_core.models.cards import REPO_WEIGHTS, find_card, read_cards, write_card
+from fer_core.data.fer2013 import FER2013, Split
+from fer_core.models.evaluate import metrics
 from helpers_cards import v2_card
 from helpers_data import make_kaggle
 

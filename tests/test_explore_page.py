@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core import EMOTIONS, EmotionRecognizer, explore
-from fer_core.cards import find_card
-from fer_core.data import FER2013
+from fer_core import EMOTIONS, EmotionRecognizer
+from fer_core.app import explore
+from fer_core.models.cards import find_card
+from fer_core.data.fer2013 import FER2013
 from helpers_data import make_csv, make_kaggle
 from test_explore import FER_TRAIN, FER_VAL, make_planted
 

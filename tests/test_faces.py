@@ -1,4 +1,4 @@
-"""fer_core.faces: Haar and YuNet on a real photo, boxes in original pixels, the `auto` choice
+"""fer_core.data.faces: Haar and YuNet on a real photo, boxes in original pixels, the `auto` choice
 with its offline fallback and sha256 check, and thread safety."""
 import hashlib
 import logging
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import faces
-from fer_core.faces import HaarDetector, YuNetDetector, create_detector, yunet_model_path
-from fer_core.live import iou
+from fer_core.data import faces
+from fer_core.data.faces import HaarDetector, YuNetDetector, create_detector, yunet_model_path
+from fer_core.inference.live import iou
 
 try:
     from helpers_images import astronaut_bgr, montage, yunet_model
@@ -183,7 +183,7 @@ def test_auto_uses_yunet_from_env(monkeypatch, name):
 def test_env_model_that_does_not_exist_falls_back(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("FER_YUNET_MODEL", str(tmp_path / "missing.onnx"))
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         d = create_detector("auto")
     assert isinstance(d, HaarDetector)
     assert "missing.onnx" in caplog.text and "Haar" in caplog.text
@@ -193,7 +193,7 @@ def test_env_model_that_is_not_onnx_falls_back(monkeypatch, tmp_path, caplog):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")
     monkeypatch.setenv("FER_YUNET_MODEL", str(bad))
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         d = create_detector("auto")
     assert isinstance(d, HaarDetector)
     assert "could not be loaded" in caplog.text
@@ -207,7 +207,7 @@ def test_offline_falls_back_to_haar_with_a_warning(monkeypatch, tmp_path, caplog
     monkeypatch.setenv("FER_OFFLINE", "1")
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert not (tmp_path / "cache").exists()  # an empty cache
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         d = create_detector("auto")
     assert isinstance(d, HaarDetector)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -223,7 +223,7 @@ def test_download_failure_falls_back_and_is_not_retried(monkeypatch, tmp_path, c
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         first = create_detector("auto")
     assert isinstance(first, HaarDetector)
     assert calls == [faces.YUNET_URL]
@@ -231,7 +231,7 @@ def test_download_failure_falls_back_and_is_not_retried(monkeypatch, tmp_path, c
     assert "Haar" in caplog.text
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         second = create_detector("auto")
     assert isinstance(second, HaarDetector)
     assert len(calls) == 1  # the network was tried once per process
@@ -256,7 +256,7 @@ class _FakeResponse:
 def test_downloaded_file_with_wrong_sha_is_rejected(monkeypatch, tmp_path, caplog):
     fake = b"\0" * faces.YUNET_SIZE  # right size, wrong content
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _FakeResponse(fake))
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         d = create_detector("auto")
     assert isinstance(d, HaarDetector)
     assert "sha256" in caplog.text
@@ -272,7 +272,7 @@ def test_cached_file_with_wrong_sha_is_ignored(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("FER_OFFLINE", "1")
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert yunet_model_path() is None
-    with caplog.at_level(logging.WARNING, logger="fer_core.faces"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.data.faces"):
         assert isinstance(create_detector("auto"), HaarDetector)
 
 

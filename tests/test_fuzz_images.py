@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from fer_core import InvalidImageError
-from fer_core.images import load_image
+from fer_core.data.images import load_image
 
 SECONDS_PER_INPUT = 2.0  # a hang shows up as a slow example
 

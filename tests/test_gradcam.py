@@ -1,4 +1,4 @@
-"""fer_core.gradcam: the target layer of every registered architecture, maps' shape and range, that the
+"""fer_core.inference.gradcam: the target layer of every registered architecture, maps' shape and range, that the
 maps depend on the class and point at what drives the decision on a real face, the overlay, and that
 the shared model is left as it was (no hooks, no gradients, same flags), also from many threads."""
 import copy
@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.gradcam import grad_cam, overlay, target_layer
-from fer_core.models import create_model, list_models
-from fer_core.preprocess import FACE_SIZE, crop_face
+from fer_core.inference.gradcam import grad_cam, overlay, target_layer
+from fer_core.models.registry import create_model, list_models
+from fer_core.data.preprocess import FACE_SIZE, crop_face
 
 try:
     from helpers_images import astronaut_bgr

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core.faces import HaarDetector
+from fer_core.data.faces import HaarDetector
 
 try:
     from helpers_images import astronaut_bgr

@@ -1,4 +1,4 @@
-"""fer_core.images.load_image: every input kind -> BGR uint8 HxWx3, or a readable InvalidImageError."""
+"""fer_core.data.images.load_image: every input kind -> BGR uint8 HxWx3, or a readable InvalidImageError."""
 import io
 import time
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fer_core.errors import InvalidImageError
-from fer_core.images import MAX_PIXELS, load_image
+from fer_core.data.images import MAX_PIXELS, load_image
 
 try:
     from helpers_images import astronaut_rgb, encode
@@ -321,7 +321,7 @@ def test_huge_pil_image_refused():
 
 def test_just_under_the_limit_header_is_accepted_by_the_size_check():
     # 7000x7000 = 49 MP passes the limit check (we only look at the header here)
-    from fer_core.images import _check_size
+    from fer_core.data.images import _check_size
     _check_size((7000, 7000))
     with pytest.raises(InvalidImageError):
         _check_size((7072, 7071))

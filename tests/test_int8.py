@@ -1,4 +1,4 @@
-"""int8 inference (fer_core.int8): quantizing a shipped model, the card's int8 block, the recognizer's backend
+"""int8 inference (fer_core.inference.int8): quantizing a shipped model, the card's int8 block, the recognizer's backend
 choice and its fallback to fp32 when the int8 file is missing, corrupt or stale."""
 import json
 import logging
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core import EmotionRecognizer, int8
-from fer_core.cards import find_card, sha256_file, write_card
-from fer_core.data import FER2013
-from fer_core.speed import SIMD_FLAGS, machine
+from fer_core import EmotionRecognizer
+from fer_core.inference import int8
+from fer_core.models.cards import find_card, sha256_file, write_card
+from fer_core.data.fer2013 import FER2013
+from fer_core.models.speed import SIMD_FLAGS, machine
 
 try:
     from helpers_data import cli_env, make_kaggle, run_cli, zip_folder
@@ -90,7 +91,7 @@ def test_a_broken_int8_file_falls_back_to_fp32_naming_it(quantized, tmp_path, ca
     else:
         card.pop("int8")
         write_card(card, weights)
-    with caplog.at_level(logging.WARNING, logger="fer_core.recognizer"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.inference.recognizer"):
         rec = EmotionRecognizer(SHIPPED, "haar", weights_dir=weights)
     assert rec.backend_used == "torch"
     assert words in caplog.text and "fp32" in caplog.text
@@ -106,7 +107,7 @@ def test_unreadable_file_with_matching_sha_falls_back(quantized, tmp_path, caplo
     path, card = weights / f"{SHIPPED}.int8.onnx", find_card(SHIPPED, weights)
     path.write_bytes(b"not an onnx file")
     write_card({**card, "int8": {**card["int8"], "sha256": sha256_file(path)}}, weights)
-    with caplog.at_level(logging.WARNING, logger="fer_core.recognizer"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.inference.recognizer"):
         assert EmotionRecognizer(SHIPPED, "haar", weights_dir=weights).backend_used == "torch"
     assert "could not be loaded by ONNX Runtime" in caplog.text and str(path) in caplog.text
 

@@ -1,4 +1,4 @@
-"""fer_core.live: IoU tracking, EMA smoothing, the adaptive skip policy, and LiveProcessor as a plain
+"""fer_core.inference.live: IoU tracking, EMA smoothing, the adaptive skip policy, and LiveProcessor as a plain
 function on real frames (the shipped default model; YuNet when available, else Haar): drawing, a
 stable label on a still face, failures that leave the stream running, counters, fps and history.
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.live import (FaceTracker, LiveProcessor, LiveStats, SkipPolicy, ema, history_figure, iou,
-                           skip_interval, stats_line)
-from fer_core.preprocess import crop_face
+from fer_core.inference.live import (FaceTracker, LiveProcessor, LiveStats, SkipPolicy, ema, history_figure, iou,
+                                     skip_interval, stats_line)
+from fer_core.data.preprocess import crop_face
 
 try:
     from helpers_images import astronaut_bgr, yunet_model

@@ -1,14 +1,14 @@
-"""Mixing a real-photo set into FER2013's epochs (fer_core/mixing.py), and `train --extra-data` end to end."""
+"""Mixing a real-photo set into FER2013's epochs (fer_core/training/mixing.py), and `train --extra-data` end to end."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from fer_core.data import Split
-from fer_core.emotions import EMOTIONS
+from fer_core.data.fer2013 import Split
+from fer_core.data.emotions import EMOTIONS
 from fer_core.errors import FerError
-from fer_core.mixing import TrainSet
+from fer_core.training.mixing import TrainSet
 from helpers_data import cli_env, make_kaggle, run_cli
 from test_photos import make_folder_set
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from fer_core.models import (count_params, create_model, for_inference, fuse_conv_bn, imagenet_weights_file,
-                             list_models)
+from fer_core.models.registry import (count_params, create_model, for_inference, fuse_conv_bn, imagenet_weights_file,
+                                      list_models)
 
 EXPECTED = {"cnn", "mini_xception", "vgg13", "vgg13_s", "resnet18", "mobilenet_v2", "shufflenet_v2", "squeezenet"}
 WITH_IMAGENET = ["mobilenet_v2", "resnet18", "shufflenet_v2", "squeezenet"]

@@ -1,4 +1,4 @@
-"""The OpenCV zoo peer (fer_core/peer.py): its checks and alignment here, and on real photos when the shared
+"""The OpenCV zoo peer (fer_core/models/peer.py): its checks and alignment here, and on real photos when the shared
 model file is given (env FER_PEER_MODEL, set by .ci/run)."""
 import os
 from pathlib import Path
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import peer
-from fer_core.emotions import EMOTIONS
+from fer_core.models import peer
+from fer_core.data.emotions import EMOTIONS
 from fer_core.errors import WeightsError
 from helpers_images import astronaut_bgr, yunet_model
 

@@ -1,4 +1,4 @@
-"""Real-photo datasets (fer_core/photos.py): a small photo set made here from scikit-image's astronaut
+"""Real-photo datasets (fer_core/data/photos.py): a small photo set made here from scikit-image's astronaut
 (a real portrait), in both layouts, read through the app's detector and crop_face."""
 import zipfile
 
@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_core import photos
-from fer_core.data import FER2013, open_dataset
+from fer_core.data import photos
+from fer_core.data.fer2013 import FER2013, open_dataset
 from fer_core.errors import DatasetError
-from fer_core.faces import HaarDetector
-from fer_core.preprocess import crop_face
+from fer_core.data.faces import HaarDetector
+from fer_core.data.preprocess import crop_face
 from helpers_images import astronaut_bgr
 
 
@@ -120,7 +120,7 @@ def test_evaluate_on_a_photo_set_side_by_side_and_into_the_cards(tmp_path):
     side by side and, with --write-card, stores the metrics and the set's fingerprint in each card."""
     import json
 
-    from fer_core import card_schema
+    from fer_core.models import card_schema
     from helpers_data import cli_env, run_cli
     from helpers_images import make_tiny_weights
     make_tiny_weights(tmp_path / "w")

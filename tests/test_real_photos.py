@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core import card_schema
-from fer_core.cards import find_card, load_model
-from fer_core.data import open_dataset
-from fer_core.measure import split_metrics
+from fer_core.models import card_schema
+from fer_core.models.cards import find_card, load_model
+from fer_core.data.fer2013 import open_dataset
+from fer_core.models.measure import split_metrics
 from helpers_images import yunet_model
 
 WILD = Path(os.environ.get("FER_WILD_PHOTOS", "/nonexistent"))

@@ -13,8 +13,8 @@ from PIL import Image
 import fer_core
 from fer_core import EMOTIONS, EmotionRecognizer, InvalidImageError
 from fer_core.errors import WeightsError
-from fer_core.preprocess import FACE_SIZE, crop_face
-from fer_core.recognizer import FaceResult
+from fer_core.data.preprocess import FACE_SIZE, crop_face
+from fer_core.inference.recognizer import FaceResult
 
 try:
     from helpers_images import TINY_MODEL, astronaut_bgr, astronaut_rgb, encode, make_tiny_weights, montage
@@ -256,7 +256,7 @@ def test_public_names():
 @pytest.mark.slow
 def test_import_is_light():
     code = ("import fer_core, sys; "
-            "print('fer_core.recognizer' in sys.modules, 'torch' in sys.modules, 'cv2' in sys.modules)")
+            "print('fer_core.inference.recognizer' in sys.modules, 'torch' in sys.modules, 'cv2' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                          timeout=60)

@@ -3,7 +3,7 @@ dashboard and `python -m fer_core models` use too) and kept in sync with them.""
 import re
 from pathlib import Path
 
-from fer_core.report import END, START, results_markdown, results_rows, update_readme
+from fer_core.app.report import END, START, results_markdown, results_rows, update_readme
 from helpers_cards import v2_card, with_metrics
 
 REPO = Path(__file__).resolve().parent.parent

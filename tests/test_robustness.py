@@ -1,11 +1,11 @@
-"""The robustness benchmark (fer_core/robustness.py and `python -m fer_core robustness`)."""
+"""The robustness benchmark (fer_core/models/robustness.py and `python -m fer_core robustness`)."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from fer_core import card_schema, robustness
+from fer_core.models import card_schema, robustness
 from helpers_data import cli_env, face_image, run_cli
 from test_photos import make_folder_set
 

@@ -9,15 +9,16 @@ import time
 import pytest
 import torch
 
-from fer_core import card_schema, train
+from fer_core.models import card_schema
+from fer_core.training import train
 from fer_core.errors import FerError
-from fer_core.cards import sha256_file
+from fer_core.models.cards import sha256_file
 from fer_core.cli import build_parser, main
-from fer_core.data import FER2013
-from fer_core.emotions import EMOTIONS
-from fer_core.evaluate import predict_logits
-from fer_core.mixing import TrainSet
-from fer_core.models import count_params, create_model
+from fer_core.data.fer2013 import FER2013
+from fer_core.data.emotions import EMOTIONS
+from fer_core.models.evaluate import predict_logits
+from fer_core.models.registry import count_params, create_model
+from fer_core.training.mixing import TrainSet
 from helpers_data import REPO, cli_env, make_kaggle, run_cli
 
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -164,7 +165,7 @@ def _train_in_process(data, out, epochs, *extra):
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path, caplog):
     data = make_kaggle(tmp_path / "d", counts={"train": [5] * 7, "val": [1] * 7})
-    with caplog.at_level("INFO", logger="fer_core.train"):
+    with caplog.at_level("INFO", logger="fer_core.training.train"):
         state = _train_in_process(data.path, tmp_path / "run", 1, "--resume")
     assert "resumed" not in caplog.text
     assert state["epoch"] == 1 and [h["epoch"] for h in _history(tmp_path / "run")] == [1]
@@ -205,7 +206,7 @@ def _one_epoch(trained, labels, alpha, teacher):
     args = build_parser().parse_args(["train", "--model", "cnn", "--batch-size", "16", "--epochs", "1",
                                       "--kd-alpha", str(alpha)])
     opt, sched = train._optimizer_and_schedule(model, args, len(labels) // args.batch_size)
-    from fer_core.mixing import TrainSet
+    from fer_core.training.mixing import TrainSet
     run = train.Run(args, model, model, opt, sched, torch.device("cpu"), False, TrainSet(images, labels, len(labels)),
                     {}, None, {}, teacher=teacher)
     loss, _ = train.train_one_epoch(run, 0)
@@ -397,7 +398,7 @@ def test_an_unknown_teacher_is_a_short_error(trained, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_over_the_size_limit_is_measured_and_kept_in_its_run_folder(trained, tmp_path, monkeypatch):
-    from fer_core import cards
+    from fer_core.models import cards
     monkeypatch.setattr(cards, "MAX_SHIPPED_BYTES", 100_000)  # the cnn's fp16 file is about 2 MB
     weights, run = tmp_path / "w", tmp_path / "run"
     args = build_parser().parse_args(["train", "--model", "cnn", "--name", "big", "--data", str(trained.data.path),

@@ -12,7 +12,7 @@ from skimage import data
 from streamlit.testing.v1 import AppTest
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.examples import EXAMPLE, EXAMPLES_DIR, example_photo
+from fer_core.app.examples import EXAMPLE, EXAMPLES_DIR, example_photo
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
@@ -188,7 +188,7 @@ def test_a_corrupt_default_model_is_named_and_another_one_works(tmp_path, monkey
     with an intact model."""
     import shutil
 
-    from fer_core.cards import REPO_WEIGHTS, find_card, read_cards
+    from fer_core.models.cards import REPO_WEIGHTS, find_card, read_cards
 
     shutil.copytree(REPO_WEIGHTS, tmp_path / "weights")
     monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "weights"))

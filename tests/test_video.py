@@ -1,4 +1,4 @@
-"""fer_core.video on a short video the test writes with cv2.VideoWriter (5 blank frames, then 15 of the
+"""fer_core.inference.video on a short video the test writes with cv2.VideoWriter (5 blank frames, then 15 of the
 smiling astronaut): per-frame rows with real probabilities, stride, progress, CSV, timeline, and files
 that are not videos."""
 import csv
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fer_core import EMOTIONS, EmotionRecognizer, FerError
-from fer_core import video
-from fer_core.video import InvalidVideoError
+from fer_core.inference import video
+from fer_core.inference.video import InvalidVideoError
 
 try:
     from helpers_images import astronaut_bgr, yunet_model

@@ -1,5 +1,5 @@
 """The Live webcam page under Streamlit's AppTest (no browser): it renders with its counter, and its
-"Video file" tab analyses an uploaded video or says why it cannot; plus fer_core.rtc's ICE choice
+"Video file" tab analyses an uploaded video or says why it cannot; plus fer_core.app.rtc's ICE choice
 from the environment, without network."""
 import logging
 import math
@@ -14,7 +14,8 @@ import streamlit_webrtc
 import streamlit_webrtc.component
 from streamlit.testing.v1 import AppTest
 
-from fer_core import rtc, video
+from fer_core.app import rtc
+from fer_core.inference import video
 
 try:
     from helpers_images import astronaut_bgr, yunet_model
@@ -195,7 +196,7 @@ def test_provider_order_and_half_configured(caplog):
     rtc.ice_servers(env, fetch)
     assert fetch.calls == [("get_twilio_ice_servers", ("AC1", "tok")),
                            ("get_cloudflare_ice_servers", ("kid", "ktok"))]
-    with caplog.at_level(logging.WARNING, logger="fer_core.rtc"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.app.rtc"):
         assert rtc.configured_provider({"TWILIO_ACCOUNT_SID": "AC1"}) is None
         assert rtc.configured_provider({"TWILIO_AUTH_TOKEN": "tok", "HF_TOKEN": "hf"})[0] == "Hugging Face"
     assert any("TWILIO_ACCOUNT_SID" in r.getMessage() for r in caplog.records)
@@ -203,7 +204,7 @@ def test_provider_order_and_half_configured(caplog):
 
 def test_a_failed_fetch_falls_back_to_no_servers(caplog):
     fetch = FakeFetch(error=ValueError("Failed to get credentials from HF turn server"))
-    with caplog.at_level(logging.WARNING, logger="fer_core.rtc"):
+    with caplog.at_level(logging.WARNING, logger="fer_core.app.rtc"):
         assert rtc.ice_servers({"HF_TOKEN": "hf"}, fetch) == []
     assert any("Hugging Face" in r.getMessage() for r in caplog.records)
 

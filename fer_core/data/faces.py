@@ -1,0 +1,151 @@
+"""Face detectors: `haar` (OpenCV's bundled cascade) and `yunet` (cv2.FaceDetectorYN). Both
+return boxes as (x, y, w, h) in the original picture's pixels, sorted left to right.
+
+`create_detector("auto")` picks YuNet when its model is available: from env FER_YUNET_MODEL,
+else a cached copy of the official opencv_zoo file, downloaded once and checked against its
+sha256. Offline, it falls back to Haar with a logged warning. Large pictures are downscaled for
+detection and the boxes mapped back to original pixels.
+"""
+import hashlib
+import logging
+import os
+import threading
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..atomic import write_bytes_atomic
+from .fer2013 import cache_dir
+
+log = logging.getLogger(__name__)
+
+DETECTORS = ("auto", "yunet", "haar")
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+HAAR_MAX_SIDE = 1024  # detect on at most this many pixels per side
+HAAR_MIN_FACE = 0.05  # smallest face, as a share of the picture's shorter side (at least 24 px)
+HAAR_NEIGHBORS = 6  # higher = fewer false faces
+YUNET_MAX_SIDE = 640
+YUNET_SCORE = 0.7
+YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+             "face_detection_yunet_2023mar.onnx")
+YUNET_SIZE = 232589
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+_download_failed = False  # try the network once per process
+
+
+def _downscale(image, max_side):
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return image, scale
+
+
+def _clip_box(x, y, w, h, width, height):
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+class HaarDetector:
+    name = "haar"
+
+    def __init__(self):
+        self._cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, HAAR_FILE))
+        if self._cascade.empty():
+            raise RuntimeError(f"OpenCV's {HAAR_FILE} is missing; install opencv-python-headless>=4.10,<5")
+        self._lock = threading.Lock()
+
+    def detect(self, bgr: np.ndarray, min_face: float = HAAR_MIN_FACE) -> list:
+        """Boxes of faces at least `min_face` of the picture's shorter side (and 24 px) wide."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        small, scale = _downscale(gray, HAAR_MAX_SIDE)
+        side = max(24, int(min_face * min(small.shape)))
+        # Equalised first (fewer false faces in busy pictures), then, when that finds none, as it is: a global
+        # equalisation lets a large plain background wash a face out (a 24-MP photo whose face spans 11% of its
+        # height had none). On 200 real val photos of wild_photos: 183 with a face equalised, 186 as they are.
+        with self._lock:
+            for picture in (cv2.equalizeHist(small), small):
+                found = self._cascade.detectMultiScale(picture, scaleFactor=1.1, minNeighbors=HAAR_NEIGHBORS,
+                                                       minSize=(side, side))
+                if len(found):
+                    break
+        boxes = [_clip_box(*(v / scale for v in b), bgr.shape[1], bgr.shape[0]) for b in np.asarray(found)]
+        return sorted(b for b in boxes if b)
+
+
+class YuNetDetector:
+    name = "yunet"
+
+    def __init__(self, model_path):
+        self.model_path = Path(model_path)
+        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), YUNET_SCORE, 0.3, 5000)
+        self._lock = threading.Lock()
+
+    def detect(self, bgr: np.ndarray, min_face: float = 0.0) -> list:
+        """Boxes of faces at least `min_face` of the picture's shorter side wide."""
+        small, scale = _downscale(bgr, YUNET_MAX_SIDE)
+        with self._lock:
+            self._net.setInputSize((small.shape[1], small.shape[0]))
+            _, found = self._net.detect(small)
+        if found is None:
+            return []
+        boxes = [_clip_box(*_square(*(v / scale for v in row[:4])), bgr.shape[1], bgr.shape[0]) for row in found]
+        smallest = min_face * min(bgr.shape[:2])
+        return sorted(b for b in boxes if b and b[2] >= smallest)
+
+
+def _square(x, y, w, h):
+    """YuNet's boxes run from brow to chin; a square of the face's width around the same centre
+    frames the face like Haar's boxes (and FER2013's crops) do."""
+    return x, y + (h - w) / 2, w, w
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def yunet_model_path():
+    """The YuNet ONNX file to use, or None when there is none and it cannot be downloaded."""
+    global _download_failed
+    env = os.environ.get("FER_YUNET_MODEL")
+    if env:
+        if Path(env).is_file():
+            return Path(env)
+        log.warning("FER_YUNET_MODEL=%s does not exist", env)
+        return None
+    cached = cache_dir() / YUNET_URL.rsplit("/", 1)[-1]
+    if cached.is_file() and cached.stat().st_size == YUNET_SIZE and _sha256(cached) == YUNET_SHA256:
+        return cached
+    if _download_failed or os.environ.get("FER_OFFLINE") == "1":
+        return None
+    try:
+        with urllib.request.urlopen(YUNET_URL, timeout=10) as r:
+            data = r.read(YUNET_SIZE + 1)
+        if len(data) != YUNET_SIZE or hashlib.sha256(data).hexdigest() != YUNET_SHA256:
+            raise ValueError("the downloaded file does not match the expected size and sha256")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cached, data)
+        return cached
+    except Exception as e:  # offline, proxy, HTTP error, bad file: all mean "use Haar"
+        _download_failed = True
+        log.warning("could not download the YuNet face detector (%s)", e)
+        return None
+
+
+def create_detector(name: str = "auto"):
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    if name == "haar":
+        return HaarDetector()
+    path = yunet_model_path()
+    if path is not None:
+        try:
+            return YuNetDetector(path)
+        except cv2.error as e:
+            log.warning("YuNet model %s could not be loaded: %s", path, e)
+    log.warning("YuNet is not available; falling back to the Haar cascade detector")
+    return HaarDetector()

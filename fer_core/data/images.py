@@ -1,0 +1,119 @@
+"""Turn whatever a user hands us into a BGR uint8 picture, or an InvalidImageError that says why.
+
+Accepts a path, bytes, a PIL image or a numpy array (BGR, as OpenCV gives; grey, BGRA, 16-bit
+and float arrays too). Applies EXIF orientation, takes the first frame of animations, converts
+CMYK, palette, 16-bit and alpha images, and refuses pictures over MAX_PIXELS before decoding them.
+"""
+import io
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import InvalidImageError
+
+MAX_PIXELS = 50_000_000  # larger pictures are refused (decompression bombs)
+MAX_BYTES = 100 * 1024 * 1024  # and so are files over 100 MB
+
+
+def load_image(source) -> np.ndarray:
+    """path | bytes | PIL.Image | ndarray -> BGR uint8 [H, W, 3]."""
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, Image.Image):
+        return _from_pil(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(source), "the uploaded data")
+    if isinstance(source, (str, os.PathLike)):
+        return _from_bytes(_read_file(Path(source)), Path(source).name)
+    raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; "
+                            "give a file path, bytes, a PIL image or a numpy array")
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise InvalidImageError(f"{path}: no such file")
+    if path.stat().st_size > MAX_BYTES:
+        raise InvalidImageError(f"{path.name}: the file is over {MAX_BYTES // 2**20} MB")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InvalidImageError(f"{path.name}: cannot be read ({e.strerror or e})") from None
+
+
+def _from_bytes(data: bytes, what: str) -> np.ndarray:
+    if not data:
+        raise InvalidImageError(f"{what} is empty, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            _check_size(img.size, what)
+            return _from_pil(img, what)
+    except InvalidImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if isinstance(e, UnidentifiedImageError):
+            raise InvalidImageError(f"{what} is not an image we can read (JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
+        raise InvalidImageError(f"{what} is too large to open safely") from None
+    except Exception as e:  # truncated or corrupt files raise many kinds of errors inside Pillow
+        raise InvalidImageError(f"{what} is damaged or not a complete image ({type(e).__name__})") from None
+
+
+def _check_size(size, what="the image"):
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise InvalidImageError(f"{what} has no pixels ({w}x{h})")
+    if w * h > MAX_PIXELS:
+        raise InvalidImageError(f"{what} is {w}x{h} = {w * h / 1e6:.0f} megapixels; "
+                                f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
+
+
+def _from_pil(img: Image.Image, what="the image") -> np.ndarray:
+    _check_size(img.size, what)
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # animations: the first frame
+    img = ImageOps.exif_transpose(img) if img.getexif() else img
+    if img.mode.startswith("I;16"):  # 16-bit: scale by the format's range, not the picture's
+        return _from_array((np.asarray(img).astype(np.float32) * (255 / 65535)).round().astype(np.uint8))
+    if img.mode in ("I", "F"):
+        return _from_array(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, rgba)
+    rgb = np.asarray(img.convert("RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # a fresh contiguous array, ~10x faster than rgb[:, :, ::-1]
+
+
+def _from_array(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape[:2]:
+        raise InvalidImageError(f"an image array must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
+    _check_size((a.shape[1], a.shape[0]))
+    a = _to_uint8(a)
+    if a.ndim == 2:
+        return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
+    if a.shape[2] == 4:  # BGRA: composite over white
+        alpha = a[:, :, 3:4].astype(np.float32) / 255
+        a = (a[:, :, :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.nan_to_num(a.astype(np.float32))
+        peak = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        return np.clip(a / peak * 255, 0, 255).round().astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        peak = 255 if a.max(initial=0) <= 255 else (65535 if a.max() <= 65535 else int(a.max()))
+        return np.clip(a.astype(np.float64) / peak * 255, 0, 255).round().astype(np.uint8)
+    raise InvalidImageError(f"unsupported image array type {a.dtype}")

@@ -1,0 +1,117 @@
+"""EmotionRecognizer: faces and their emotions in a picture, from a shipped model."""
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.emotions import EMOTIONS
+from ..data.faces import create_detector
+from ..data.images import load_image
+from ..data.preprocess import FACE_SIZE, crop_face
+from ..errors import FerError
+from ..models.cards import find_card, load_model
+from ..models.evaluate import predict_logits, softmax
+from ..models.registry import for_inference
+from . import int8
+
+log = logging.getLogger(__name__)
+BACKENDS = ("int8", "torch")
+
+
+@dataclass
+class FaceResult:
+    box: tuple  # (x, y, w, h) in the original picture's pixels
+    label: str
+    confidence: float
+    scores: dict  # {emotion: probability}, EMOTIONS order
+
+    def to_dict(self) -> dict:
+        return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+
+
+class EmotionRecognizer:
+    """Detect faces and classify their emotion. Safe to share between threads.
+
+    model: a shipped model name (see `python -m fer_core models`), None for the default.
+    detector: "auto" (YuNet when available, else Haar), "yunet" or "haar".
+    backend: "int8" (the card's ONNX Runtime int8 file, fer_core.inference.int8; where it is missing, corrupt or
+    stale, or the device is not the CPU, a logged warning names the problem and the fp32 PyTorch model is used) or
+    "torch".
+    `backend_used` says which one classifies; `model` is always the PyTorch model (Grad-CAM's), loaded on first use.
+    """
+
+    def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None, backend="int8"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.device, self.weights_dir = torch.device(device), weights_dir
+        self.card = find_card(model, weights_dir)
+        self._model, self._lock = None, threading.Lock()
+        self.net = self._int8() if backend == "int8" else None
+        self.backend_used = "torch" if self.net is None else "int8"
+        if self.net is None:
+            self.net = self.model
+        self.temperature = float(self.card.get("temperature", 1.0))
+        self.detector = create_detector(detector)
+
+    def _int8(self):
+        """The int8 model, or None after a warning naming why it cannot be used."""
+        why = "int8 runs on the CPU only" if self.device.type != "cpu" else int8.problem(self.card, self.weights_dir)
+        if why is None:
+            try:
+                return int8.load(self.card, self.weights_dir)
+            except (FerError, ImportError) as e:  # an unreadable file, or no onnxruntime installed
+                why = str(e)
+        log.warning("%s: using the fp32 PyTorch model instead of int8: %s", self.name, why)
+        return None
+
+    @property
+    def model(self):
+        """The fp32 PyTorch model, BatchNorm folded and channels-last (faster on a CPU): what Grad-CAM reads and
+        what classifies with backend="torch"."""
+        with self._lock:
+            if self._model is None:
+                self._model = for_inference(load_model(self.name, self.weights_dir, self.device)[0])
+        return self._model
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.name
+
+    def detect(self, image, min_face=None) -> list:
+        """Face boxes (x, y, w, h) in a picture (anything `predict` accepts); `min_face`: the smallest face
+        to find, as a share of the picture's shorter side (None: the detector's own default)."""
+        bgr = load_image(image)
+        return self.detector.detect(bgr) if min_face is None else self.detector.detect(bgr, min_face=min_face)
+
+    def classify(self, faces, tta="none") -> np.ndarray:
+        """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order.
+        `tta`: "none", "flip" (also the face's mirror image) or "tencrop" (fer_core.models.evaluate.tta_views):
+        the logits averaged over those views, as the card's val_tta figure was measured."""
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {faces.dtype} {faces.shape}")
+        return softmax(predict_logits(self.net, faces, self.device, tta=tta), self.temperature)
+
+    def predict(self, image, tta="none") -> list:
+        """Every face in `image`, left to right, as FaceResult; `tta` as in `classify`."""
+        bgr = load_image(image)
+        boxes = self.detector.detect(bgr)
+        if not boxes:
+            return []
+        probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]), tta=tta)
+        return [self._result(b, p) for b, p in zip(boxes, probs)]
+
+    @staticmethod
+    def _result(box, probs) -> FaceResult:
+        i = int(np.argmax(probs))
+        return FaceResult(tuple(int(v) for v in box), EMOTIONS[i], float(probs[i]),
+                          {e: float(p) for e, p in zip(EMOTIONS, probs)})
