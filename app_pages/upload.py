@@ -96,7 +96,7 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
                  help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
                       "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
 # Only now, with the title and the uploader sent (and, on a fresh server, drawn), do OpenCV and PyTorch load, and
-# the model behind a spinner (ui.recognizer), so a first visit shows the page at once and the first upload need not wait.
+# the model behind a spinner (ui.recognizer): a first visit shows the page at once, the first upload need not wait.
 ui.before_first_heavy_import()
 from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
 from fer_core.inference.gradcam import grad_cam, overlay  # noqa: E402
