@@ -151,7 +151,7 @@ def test_peer_section_times_the_fer_tflite_model_beside_ours(tiny, tmp_path, mon
                                     "peer_tflite": r})
     assert f"ratio ours/theirs {r['ratio']:.2f}" in text
     # Its input as the fer package prepares it (64x64 grey in [-1, 1]): the astronaut's smile reads as happy.
-    from fer_core.emotions import EMOTIONS
+    from fer_core import EMOTIONS
     peer, bgr = benchmark.TFLitePeer(TFLITE_PEER), astronaut_bgr()
     assert EMOTIONS[int(np.argmax(peer(peer.face(bgr, rec.detect(bgr)[0]))))] == "happy"
     not_tflite = tmp_path / "not.tflite"
