@@ -374,7 +374,9 @@ def training_curves_figure(cards) -> go.Figure:
                     first = False
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    return bottom_legend(fig, SCATTER_WIDTH) if fig.data else _empty_note(fig, "no selected card has a training history")
+    if not fig.data:
+        return _empty_note(fig, "no selected card has a training history")
+    return bottom_legend(fig, SCATTER_WIDTH)
 
 
 # ------------------------------------------------------------------------------------- calibration
@@ -469,4 +471,6 @@ def robustness_figure(cards) -> go.Figure:
                              hovertemplate=f"{c['name']}<br>%{{x}}: %{{y:.1%}}<br>%{{customdata}}<extra></extra>"))
     fig.update_layout(barmode="group", yaxis_title=f"{PRIMARY} val accuracy", yaxis_tickformat=".0%",
                       xaxis_title="corruption (mean over its severities)")
-    return bottom_legend(fig, SCATTER_WIDTH) if fig.data else _empty_note(fig, "no selected card has robustness figures")
+    if not fig.data:
+        return _empty_note(fig, "no selected card has robustness figures")
+    return bottom_legend(fig, SCATTER_WIDTH)

