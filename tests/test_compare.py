@@ -361,16 +361,18 @@ def test_seed_families_fold_into_one_row_with_the_mean_and_the_standard_deviatio
         write_card(full_card(name, acc, ms), weights_dir)
     write_card(full_card("ens1", 0.7, 9.0, arch="ensemble", members=[]), weights_dir)
     write_card(full_card("ens2", 0.71, 9.0, arch="ensemble", members=[]), weights_dir)  # ensembles: never folded
+    for name, init in (("tuned2", "tuned"), ("tuned3", "tuned2")):  # fine-tunes of each other: steps, not seeds
+        write_card({**full_card(name, 0.65, 1.0), "initialized_from": {"name": init}}, weights_dir)
     set_default("net_s2")
     cards = compare.load_cards()
     assert report.families(cards) == {"net_s*": ["net_s1", "net_s2", "net_s3"]}
     frame = compare.table_frame(cards, default_name()).set_index("model")
-    assert list(frame.index) == ["net_s*", "ens1", "ens2", "other7"]
+    assert list(frame.index) == ["net_s*", "ens1", "ens2", "other7", "tuned2", "tuned3"]
     row = frame.loc["net_s*"]
     assert row[ACC] == pytest.approx(0.62) and row[report.SPREAD] == pytest.approx(0.02)
     assert row["CPU ms/face"] == pytest.approx(2.0) and row["seeds"] == 3 and bool(row["default"])
     unfolded = compare.table_frame(cards, default_name(), fold_families=False)
-    assert len(unfolded) == 6 and report.SPREAD not in unfolded.columns
+    assert len(unfolded) == 8 and report.SPREAD not in unfolded.columns
 
 
 def test_real_photo_metrics_get_a_column_and_their_own_figures(weights_dir):

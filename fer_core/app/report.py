@@ -68,11 +68,12 @@ def family(name: str):
 
 def families(cards) -> dict:
     """{family label: [names]} for every two or more cards of one architecture that differ only in a trailing
-    number (seeds of one recipe); ensembles are never folded."""
+    number (seeds of one recipe); ensembles and fine-tunes of a shipped model (`vgg13_s_wild2` -> `vgg13_s_wild3`
+    are steps, not seeds) are never folded."""
     groups = {}
     for c in cards:
         label = family(c["name"])
-        if label and c["arch"] != "ensemble":
+        if label and c["arch"] != "ensemble" and not c.get("initialized_from"):
             groups.setdefault((label, c["arch"]), []).append(c["name"])
     return {label: sorted(names) for (label, _), names in groups.items() if len(names) > 1}
 
