@@ -165,7 +165,8 @@ def cmd_quantize(args):
         print(f"{card['name']} int8 on {ds} val: {m['val']['accuracy']:.2%} (fp32 "
               f"{fp32.get('val', {}).get('accuracy', float('nan')):.2%}), flip TTA {m['val_tta']['accuracy']:.2%} "
               f"(fp32 {fp32.get('val_tta', {}).get('accuracy', float('nan')):.2%})")
-    print(f"{q['file']}: {q['size_bytes'] / 2**20:.2f} MiB, {q['cpu_ms_per_face']['batch1']['median']:.3f} ms per "
+    files = q.get("file") or f"{len(q['members'])} member files"
+    print(f"{files}: {q['size_bytes'] / 2**20:.2f} MiB, {q['cpu_ms_per_face']['batch1']['median']:.3f} ms per "
           f"face at batch 1 on {q['cpu_ms_per_face']['cpu']}")
 
 
@@ -243,7 +244,8 @@ def build_parser():
     r.add_argument("--backend", default="int8", choices=["int8", "torch"],
                    help="int8: the card's ONNX Runtime file (fp32 PyTorch when it has none); torch: fp32 PyTorch")
     r.set_defaults(func=cmd_predict)
-    q = sub.add_parser("quantize", help="write weights/NAME.int8.onnx (static int8, ONNX Runtime) and measure it")
+    q = sub.add_parser("quantize", help="write weights/NAME.int8.onnx (static int8, ONNX Runtime) and measure it; "
+                                        "for an ensemble, its members' files, then the ensemble")
     q.add_argument("--model", help="shipped model name (default: the default model)")
     q.add_argument("--data", help=DATA_HELP)
     q.add_argument("--calibration", type=int, default=1024, help="training faces that calibrate the int8 ranges")

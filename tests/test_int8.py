@@ -162,3 +162,52 @@ def test_shipped_default_int8_on_real_val():
     accuracy = (p == val.labels).mean()
     assert abs(accuracy - card["metrics"]["fer2013"]["val"]["accuracy"]) <= 0.003
     assert accuracy == pytest.approx(card["int8"]["metrics"]["fer2013"]["val"]["accuracy"], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def quantized_ensemble(quantized, tmp_path_factory):
+    """(weights folder, ensemble card) for an ensemble of the quantized mini_xception and squeezenet, which has
+    no int8 file yet: quantizing the ensemble must make it."""
+    from fer_core.data.fer2013 import open_dataset
+    from fer_core.models import ensemble
+    weights = tmp_path_factory.mktemp("int8_ensemble") / "weights"
+    shutil.copytree(quantized[0], weights)
+    for ext in (".pt", ".json"):
+        shutil.copy(ROOT / "weights" / f"squeezenet{ext}", weights)
+    card = json.loads((weights / "squeezenet.json").read_text())
+    card.pop("int8", None)
+    write_card(card, weights)
+    data = quantized[0].parent / "fer2013.zip"
+    ensemble.build("duo", [SHIPPED, "squeezenet"], [open_dataset(data)], ["ensemble"], weights)
+    return weights, int8.build("duo", data, weights, calibration=64)
+
+
+def test_an_ensemble_is_quantized_through_its_members(quantized_ensemble, quantized):
+    weights, card = quantized_ensemble
+    block, members = card["int8"], [find_card(n, weights) for n in (SHIPPED, "squeezenet")]
+    assert (weights / "squeezenet.int8.onnx").is_file() and "file" not in block
+    assert block["members"] == {m["name"]: sha256_file(weights / m["int8"]["file"]) for m in members}
+    assert block["size_bytes"] == sum(m["int8"]["size_bytes"] for m in members)
+    assert block["metrics"]["fer2013"]["val"]["n"] == 140 and block["cpu_ms_per_face"]["batch1"]["median"] > 0
+    assert int8.problem(card, weights) is None
+    fast = EmotionRecognizer("duo", "haar", weights_dir=weights)
+    exact = EmotionRecognizer("duo", "haar", weights_dir=weights, backend="torch")
+    assert (fast.backend_used, exact.backend_used) == ("int8", "torch")
+    p, q = fast.classify(quantized[2]), exact.classify(quantized[2])
+    assert np.allclose(p.sum(1), 1, atol=1e-5) and (p.argmax(1) == q.argmax(1)).mean() >= 0.9
+    assert np.abs(p - q).max() < 0.15
+
+
+@pytest.mark.parametrize("damage, words", [("corrupt member", "squeezenet.int8.onnx does not match"),
+                                           ("member remade", "changed since the ensemble's int8 build")])
+def test_an_ensemble_with_a_broken_member_file_falls_back_naming_it(quantized_ensemble, tmp_path, caplog, damage,
+                                                                     words):
+    weights = tmp_path / "w"
+    shutil.copytree(quantized_ensemble[0], weights)
+    path, member = weights / "squeezenet.int8.onnx", find_card("squeezenet", weights)
+    path.write_bytes(path.read_bytes() + b"\0")  # the member's sha256 changes
+    if damage == "member remade":  # a new member file its own card vouches for: the ensemble's figures are stale
+        write_card({**member, "int8": {**member["int8"], "sha256": sha256_file(path)}}, weights)
+    with caplog.at_level(logging.WARNING, logger="fer_core.inference.recognizer"):
+        rec = EmotionRecognizer("duo", "haar", weights_dir=weights)
+    assert rec.backend_used == "torch" and words in caplog.text and "ensemble duo" in caplog.text

@@ -7,7 +7,9 @@ measures the file's accuracy on the val split of every dataset the card has metr
 CPU and records it all in the card's `int8` block with the file's sha256 and the sha256 of the weights it
 was made from. `load` refuses a file that is missing, corrupt (sha256) or stale (made from other weights),
 and `Int8Model` runs it as a torch module, so `evaluate.predict_logits`, TTA and the recognizer use it
-unchanged. Measured choices: docs/speed.md.
+unchanged. An ensemble has no file of its own: its int8 build is its members' int8 files combined as the
+fp32 ensemble combines them, and its card's block records those files' sha256s and the ensemble's own figures.
+Measured choices: docs/speed.md.
 """
 import hashlib
 import tempfile
@@ -22,7 +24,8 @@ import torch.nn as nn
 from ..atomic import write_atomic
 from ..data.preprocess import FACE_SIZE, faces_to_tensor
 from ..errors import WeightsError
-from ..models import card_schema, cards
+from ..models import card_schema, cards, ensemble
+from ..models.ensemble import COMBINE
 from ..models.measure import VIEWS, dataset_info, split_metrics
 from ..models.registry import fuse_conv_bn
 from ..models.speed import latency_ms, machine
@@ -48,6 +51,8 @@ def source_sha256(card: dict) -> str:
 
 def problem(card: dict, directory=None):
     """Why the card's int8 file cannot be used (a message naming the file), or None when it can."""
+    if card.get("arch") == ensemble.ARCH:
+        return ensemble_problem(card, directory)
     block = card.get("int8")
     path = int8_path(card, directory)
     if not block:
@@ -62,17 +67,40 @@ def problem(card: dict, directory=None):
     return None
 
 
+def ensemble_problem(card: dict, directory=None):
+    """Why an ensemble's int8 build cannot be used: no block, a member's int8 file that cannot, or one that
+    changed since the ensemble's int8 figures were measured. None when it can."""
+    block, name = card.get("int8"), card["name"]
+    if not block:
+        return f"{name} has no int8 build (make one with: python -m fer_core quantize --model {name})"
+    for m in card.get("members", []):
+        member = cards.find_card(m["name"], directory)
+        why = problem(member, directory)
+        if why:
+            return f"ensemble {name}: {why}"
+        if block.get("members", {}).get(member["name"]) != member["int8"]["sha256"]:
+            return (f"ensemble {name}: {int8_path(member, directory)} changed since the ensemble's int8 build was "
+                    f"measured (run: python -m fer_core quantize --model {name})")
+    if block.get("source_sha256") != source_sha256(card):
+        return f"ensemble {name}: its int8 build was made from other members (run: python -m fer_core quantize ...)"
+    return None
+
+
 class Int8Model(nn.Module):
     """An ONNX Runtime session as a torch module: float [N, 1, 48, 48] in, float logits [N, 7] out, on the CPU.
-    Safe to share between threads (ONNX Runtime's `run` is)."""
+    Safe to share between threads (ONNX Runtime's `run` is). `spin`: its threads busy-wait a while after each
+    run, ready for the next; that saves 0.1 ms per call on one model, but an ensemble's members run one after
+    another and each one's spinning threads slow the next (measured: 7 full-width VGG13s 34.6 ms per face with
+    spinning, 6.3 ms without; one vgg13_s 0.21 ms with, 0.31 ms without)."""
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, spin=True):
         super().__init__()
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # a truncated or foreign file: ONNX Runtime's own error types
@@ -90,7 +118,16 @@ def load(card: dict, directory=None) -> Int8Model:
     why = problem(card, directory)
     if why:
         raise WeightsError(why)
+    if card.get("arch") == ensemble.ARCH:
+        return ensemble_model(card, directory)
     return Int8Model(int8_path(card, directory))
+
+
+def ensemble_model(card: dict, directory=None) -> ensemble.Ensemble:
+    """An ensemble of its members' int8 models, each at its calibrated temperature (as `ensemble.load`)."""
+    members = [cards.find_card(m["name"], directory) for m in card.get("members", [])]
+    return ensemble.Ensemble([Int8Model(int8_path(m, directory), spin=False) for m in members],
+                             [float(m.get("temperature", 1.0)) for m in members]).eval()
 
 
 def export_onnx(model: nn.Module, path):
@@ -153,35 +190,61 @@ def other_datasets(card: dict, primary_path):
     return found, missing
 
 
-def build(name=None, data=None, directory=None, calibration=CALIBRATION_FACES) -> dict:
-    """Quantize a shipped model, measure the int8 file and store the `int8` block in its card; returns the card."""
+def measured(net, fer, card: dict) -> dict:
+    """The part of an int8 block that says how `net` does: val metrics on FER2013 `fer` and on the card's other
+    datasets found beside it, what they were, and its CPU latency on this machine."""
     import onnxruntime as ort
-    from ..data.fer2013 import dataset_path, open_dataset
-    model, card = cards.load_model(name, directory)
-    fer = open_dataset(dataset_path(data))
-    faces = calibration_faces(fer.load("train"), calibration)
-    path = int8_path({"name": card["name"]}, directory)
-    quantize(model, faces, path)
-    net = Int8Model(path)
     others, missing = other_datasets(card, fer.path)
     metrics, infos = {}, {}
     for ds in [fer, *others]:
         key = card_schema.dataset_key(ds.path.name)
         infos[key] = dataset_info(ds)
         metrics[key] = {k: split_metrics(net, ds, "val", tta) for k, tta in VIEWS}
+    block = {"metrics": metrics, "datasets": infos,  # the data int8 was measured on: compare with the card's
+             "cpu_ms_per_face": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30),
+                                 "onnxruntime": ort.__version__, **machine()}}
+    return {**block, "not_measured": missing} if missing else block
+
+
+def build(name=None, data=None, directory=None, calibration=CALIBRATION_FACES) -> dict:
+    """Quantize a shipped model, measure the int8 file and store the `int8` block in its card; returns the card.
+    For an ensemble: quantize the members that have no usable int8 file, then measure them together."""
+    from ..data.fer2013 import dataset_path, open_dataset
+    card = cards.find_card(name, directory)
+    fer = open_dataset(dataset_path(data))
+    if card["arch"] == ensemble.ARCH:
+        return build_ensemble(card, fer, directory, calibration)
+    model, card = cards.load_model(card["name"], directory)
+    faces = calibration_faces(fer.load("train"), calibration)
+    path = int8_path({"name": card["name"]}, directory)
+    quantize(model, faces, path)
+    block = measured(Int8Model(path), fer, card)
     card = cards.find_card(card["name"], directory)  # as it is now: others may have written it meanwhile
     card["int8"] = {
         "file": path.name, "sha256": cards.sha256_file(path), "size_bytes": path.stat().st_size,
         "source_sha256": source_sha256(card), "method": METHOD,
         "calibration": {"dataset": card_schema.dataset_key(fer.path.name), "split": "train",
                         "faces": len(faces), "seed": CALIBRATION_SEED},
-        "metrics": metrics, "datasets": infos,  # the data int8 was measured on: compare with the card's datasets
-        "cpu_ms_per_face": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30),
-                            "onnxruntime": ort.__version__, **machine()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **block, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recipe": f"python -m fer_core quantize --model {card['name']} --data {fer.path.name}",
     }
-    if missing:
-        card["int8"]["not_measured"] = missing
+    cards.write_card(card, directory)
+    return card
+
+
+def build_ensemble(card: dict, fer, directory=None, calibration=CALIBRATION_FACES) -> dict:
+    """An ensemble's int8 build: its members' int8 files (made where missing, corrupt or stale), measured
+    together; the block names each member file's sha256 so that a later change to one shows as stale."""
+    members = [cards.find_card(m["name"], directory) for m in card.get("members", [])]
+    members = [build(m["name"], fer.path, directory, calibration) if problem(m, directory) else m for m in members]
+    block = measured(ensemble_model(card, directory), fer, card)
+    card = cards.find_card(card["name"], directory)
+    card["int8"] = {
+        "members": {m["name"]: m["int8"]["sha256"] for m in members},
+        "size_bytes": sum(m["int8"]["size_bytes"] for m in members),
+        "source_sha256": source_sha256(card), "method": f"the members' int8 files ({METHOD}), combined as {COMBINE}",
+        **block, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe": f"python -m fer_core quantize --model {card['name']} --data {fer.path.name}",
+    }
     cards.write_card(card, directory)
     return card
