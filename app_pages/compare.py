@@ -33,7 +33,9 @@ st.dataframe(summary, hide_index=True, column_config={
     report.SPREAD: st.column_config.NumberColumn(format="percent", help="standard deviation across seeds"),
     "params": st.column_config.NumberColumn(format="localized"),
     "size (MB)": st.column_config.NumberColumn(format="%.2f", help="the fp16 weights file"),
-    "CPU ms/face": st.column_config.NumberColumn(format="%.2f", help="batch 1, median"),
+    "CPU ms/face": st.column_config.NumberColumn(format="%.2f", help="fp32 PyTorch, batch 1, median"),
+    report.INT8_ACC: st.column_config.NumberColumn(format="percent", help="the int8 build the app runs: FER2013 val"),
+    report.INT8_MS: st.column_config.NumberColumn(format="%.2f", help="the int8 build the app runs: batch 1, median"),
     "epochs": st.column_config.NumberColumn(format="%.0f"),
 })
 for name, why in compare.not_shipped(cards):

@@ -16,14 +16,18 @@ def _card(name, arch, params, acc, f1, tta=None, **extra):
 
 
 def test_table_rows_come_from_cards():
+    int8 = {"metrics": {"fer2013": {"val": {"accuracy": 0.6498}}}, "cpu_ms_per_face": {"batch1": {"median": 0.41}}}
     cards = [_card("a", "cnn", 980199, 0.6512, 0.61, 0.6601, history=[{}] * 3,
-                   cpu_ms_per_face={"batch1": {"median": 2.5}}),
+                   cpu_ms_per_face={"batch1": {"median": 2.5}}, int8=int8),
              _card("b", "vgg13", 7049543, 0.7001, 0.68)]
     table = results_markdown(cards, default="a").splitlines()
     assert len(table) == 4
     assert table[2].startswith("| b | vgg13 | 7.05M | 70.01% | - | 0.680 |")  # sorted by val accuracy
-    assert table[3] == "| a | cnn | 0.98M | 65.12% | 66.01% | 0.610 | 2.5 | 3 | yes |"
-    assert [r["default"] for r in results_rows(cards, "a")] == [True, False]
+    assert table[3] == "| a | cnn | 0.98M | 65.12% | 66.01% | 0.610 | 2.5 | 64.98% | 0.41 | 3 | yes |"
+    rows = results_rows(cards, "a")
+    assert [r["default"] for r in rows] == [True, False]
+    assert (rows[0]["int8 val acc"], rows[0]["int8 ms/face"]) == (0.6498, 0.41)
+    assert (rows[1]["int8 val acc"], rows[1]["int8 ms/face"]) == (None, None)  # no int8 build
 
 
 def test_other_datasets_and_robustness_get_columns():
@@ -31,9 +35,9 @@ def test_other_datasets_and_robustness_get_columns():
     robust = _card("r", "cnn", 1e6, 0.62, 0.5, robustness={"clean": 0.62, "corruptions": {}, "mean": 0.55})
     lines = results_markdown([photos, robust]).splitlines()
     assert lines[0] == ("| model | arch | params | val acc | val acc (flip TTA) | val macro-F1 | wild_photos val acc "
-                        "| corrupted acc (mean) | CPU ms/face | epochs | default |")
-    assert lines[2] == "| r | cnn | 1.00M | 62.00% | - | 0.500 | - | 55.00% | - | - |  |"
-    assert lines[3] == "| p | cnn | 1.00M | 60.00% | - | 0.500 | 43.21% | - | - | - |  |"
+                        "| corrupted acc (mean) | CPU ms/face | int8 val acc | int8 ms/face | epochs | default |")
+    assert lines[2] == "| r | cnn | 1.00M | 62.00% | - | 0.500 | - | 55.00% | - | - | - | - |  |"
+    assert lines[3] == "| p | cnn | 1.00M | 60.00% | - | 0.500 | 43.21% | - | - | - | - | - |  |"
 
 
 def test_update_readme_rewrites_only_between_markers(tmp_path):

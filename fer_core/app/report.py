@@ -3,7 +3,8 @@ built from the model cards by one function, `results_rows`; and the README's cop
 
 A row holds the model's FER2013 val accuracy (plain and with flip TTA) and macro-F1, its accuracy on
 every other dataset the cards were measured on (a column per dataset key: `wild_photos val acc`), the
-mean accuracy over the robustness corruptions when a card has them, and its size and CPU latency.
+mean accuracy over the robustness corruptions when a card has them, its size and CPU latency, and the same two
+figures for its int8 build (what the app runs: FER2013 val accuracy and latency) when it has one.
 `family_rows` folds seed families (`vgg13_gpu0` ... `vgg13_gpu5`) into one row: the mean, with the
 standard deviation across seeds beside FER2013's accuracy.
 """
@@ -17,6 +18,7 @@ from ..models.cards import MAX_SHIPPED_BYTES, default_name, read_cards, val_accu
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ACC, TTA, F1 = f"{PRIMARY} val acc", f"{PRIMARY} val acc (TTA)", f"{PRIMARY} val macro-F1"
 ROBUST = "corrupted acc (mean)"
+INT8_ACC, INT8_MS = "int8 val acc", "int8 ms/face"  # the card's int8 block: FER2013 val, batch-1 median
 SPREAD = f"{ACC} sd"  # family rows: standard deviation across seeds (0 for a single model)
 FAMILY = re.compile(r"^(.*?)(\d+)$")
 
@@ -37,7 +39,7 @@ def columns(cards) -> list:
     cols += [dataset_column(ds) for ds in datasets(cards)[1:]]
     if any(c.get("robustness") for c in cards):
         cols.append(ROBUST)
-    return cols + ["params", "size (MB)", "CPU ms/face", "epochs", "seeds"]
+    return cols + ["params", "size (MB)", "CPU ms/face", INT8_ACC, INT8_MS, "epochs", "seeds"]
 
 
 def results_rows(cards, default=None) -> list:
@@ -49,10 +51,13 @@ def results_rows(cards, default=None) -> list:
     for c in cards:
         f1 = (split_metrics(c) or {}).get("macro_f1")
         ms = ((c.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median")
+        q = c.get("int8") or {}
         row = {"model": c["name"], "arch": c["arch"], "default": c["name"] == default,
                "shipped": not c.get("not_shipped"), ACC: accuracy(c), TTA: accuracy(c, PRIMARY, "val_tta"), F1: f1,
                "params": c.get("params"), "size (MB)": round(c["size_bytes"] / 1e6, 3) if c.get("size_bytes") else None,
-               "CPU ms/face": ms, "epochs": len(c.get("history") or []) or None, "seeds": 1}
+               "CPU ms/face": ms, INT8_ACC: accuracy(q) if q.get("metrics") else None,
+               INT8_MS: ((q.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median"),
+               "epochs": len(c.get("history") or []) or None, "seeds": 1}
         row.update({dataset_column(ds): accuracy(c, ds) for ds in datasets(cards)[1:]})
         if ROBUST in cols:
             row[ROBUST] = (c.get("robustness") or {}).get("mean")
@@ -107,6 +112,10 @@ def _pct(value):
     return f"{value:.2%}" if value is not None else "-"
 
 
+def _num(value):
+    return f"{value}" if value is not None else "-"
+
+
 def results_markdown(cards=None, default=None) -> str:
     """The README table: one line per card, best FER2013 val accuracy first."""
     if cards is None:
@@ -115,13 +124,13 @@ def results_markdown(cards=None, default=None) -> str:
     rows = results_rows(cards, default)
     others = [dataset_column(ds) for ds in datasets(cards)[1:]] + ([ROBUST] if rows and ROBUST in rows[0] else [])
     head = ["model", "arch", "params", "val acc", "val acc (flip TTA)", "val macro-F1", *others, "CPU ms/face",
-            "epochs", "default"]
+            INT8_ACC, INT8_MS, "epochs", "default"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 3) + ":---:|"]
     for r in rows:
         cells = [f"{r['model']} †" if not r["shipped"] else r["model"], r["arch"],
                  f"{(r['params'] or 0) / 1e6:.2f}M", _pct(r[ACC]), _pct(r[TTA]),
                  f"{r[F1]:.3f}" if r[F1] is not None else "-", *(_pct(r[k]) for k in others),
-                 f"{r['CPU ms/face']}" if r["CPU ms/face"] is not None else "-", f"{r['epochs'] or '-'}",
+                 _num(r["CPU ms/face"]), _pct(r[INT8_ACC]), _num(r[INT8_MS]), f"{r['epochs'] or '-'}",
                  "yes" if r["default"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
     if not all(r["shipped"] for r in rows):
