@@ -12,6 +12,7 @@ the webcam page): "Processed frames: N · with a face: M".
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -153,16 +154,26 @@ def test_page_renders_without_exception(page, app, path, title):
     screenshot(page, f"page-{path or 'upload'}")
 
 
+@contextmanager
+def fresh_server_page(browser, cache, log_name):
+    """(server, page): a server of its own that no visitor has seen yet (its log in test-artifacts/browser/
+    `log_name`, its dataset cache in `cache`) and a page in a new browser context; both closed afterwards."""
+    server = StreamlitServer(REPO, ARTIFACTS / log_name,
+                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(cache)}).start(timeout=SERVER_TIMEOUT_S)
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield server, context.new_page()
+    finally:
+        context.close()
+        server.stop()
+
+
 def test_deep_link_on_fresh_server(browser, tmp_path):
     """The first visitor after a (re)start may arrive on a page's own URL (a shared link to a Space that
     just woke up): app.py must still run, with its navigation and sidebar, not Streamlit's legacy
     pages/-folder mode (a folder named `pages` next to app.py would trigger that mode until app.py has run)."""
-    server = StreamlitServer(REPO, ARTIFACTS / "streamlit-fresh.log",
-                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(tmp_path)}).start(timeout=SERVER_TIMEOUT_S)
-    context = browser.new_context(viewport={"width": 1280, "height": 1400})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    try:
-        page = context.new_page()
+    with fresh_server_page(browser, tmp_path, "streamlit-fresh.log") as (server, page):
         open_page(page, server, "compare")
         titles = [t.strip().splitlines()[-1].strip()
                   for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
@@ -171,9 +182,6 @@ def test_deep_link_on_fresh_server(browser, tmp_path):
         assert titles == [title for _, title in PAGES], f"a first visit to /compare shows the navigation {titles}"
         expect_page(page, "Model comparison")
         assert_no_exception(page, "/compare on a fresh server")
-    finally:
-        context.close()
-        server.stop()
 
 
 UPLOAD_TITLE = '[data-testid="stMain"] h1:has-text("Upload & classify")'
@@ -185,12 +193,7 @@ def test_first_visit_of_a_fresh_server_shows_title_and_uploader_within_3_s(brows
     """Issue 21: a fresh server's first visitor sees the page's title and its uploader within 3 s of navigating
     (FER_FIRST_PAGE_MAX_S; 0 turns the check off), timed in the browser; then the model loads behind its spinner
     and the page becomes ready without an exception. The figure goes to test-artifacts/browser/first-page.txt."""
-    server = StreamlitServer(REPO, ARTIFACTS / "streamlit-first-page.log",
-                             env={"FER_OFFLINE": "1", "FER_CACHE_DIR": str(tmp_path)}).start(timeout=SERVER_TIMEOUT_S)
-    context = browser.new_context(viewport={"width": 1280, "height": 1400})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    try:
-        page = context.new_page()
+    with fresh_server_page(browser, tmp_path, "streamlit-first-page.log") as (server, page):
         time.sleep(1.0)  # the server's and Chromium's own start settle: a visitor arrives at a started server
         busy = machine_busy()  # how much of the CPU other work takes
         start = time.monotonic()
@@ -208,9 +211,6 @@ def test_first_visit_of_a_fresh_server_shows_title_and_uploader_within_3_s(brows
         assert not errors, f"errors shown on the first page: {errors}"
         assert page.locator(MODEL_SPINNER).count() == 0, "the model's spinner is still shown on a finished page"
         expect_page(page, "Upload & classify")
-    finally:
-        context.close()
-        server.stop()
     log = server.log_tail(20_000)
     assert "Traceback" not in log, f"the server logged an exception:\n{log}"
 
