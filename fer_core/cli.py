@@ -111,6 +111,15 @@ def cmd_benchmark(args):
     print(json.dumps(result, indent=1) if args.json else benchmark.format_result(result))
 
 
+def cmd_recall(args):
+    from .inference import recall
+    if not args.photos:
+        raise FileNotFoundError("give --photos (a photo set such as wild_photos.zip) or set FER_WILD_PHOTOS")
+    detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
+    result = recall.run(args.photos, detectors, args.faces)
+    print(json.dumps(result, indent=1) if args.json else recall.format_result(result))
+
+
 def cmd_models(args):
     from .models.cards import default_name, read_cards, weights_problem
     from .models.registry import list_models
@@ -231,6 +240,14 @@ def build_parser():
                    help="also time the fer package's emotion_model_quantized.tflite per face beside ours, with the "
                         "ratio (needs ai-edge-litert; default: env FER_TFLITE_PEER; see docs/speed.md)")
     b.set_defaults(func=cmd_benchmark)
+    c = sub.add_parser("recall", help="how often the webcam's and the upload page's detection find real faces of "
+                                      "the sizes they promise, by detection input size (docs/speed.md)")
+    c.add_argument("--photos", default=os.environ.get("FER_WILD_PHOTOS") or None,
+                   help="photo set whose val photos give the faces (default: env FER_WILD_PHOTOS)")
+    c.add_argument("--detector", default="all", choices=["all", "yunet", "haar"])
+    c.add_argument("--faces", type=int, default=300, help="val photos used (those where YuNet finds a face)")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=cmd_recall)
     m = sub.add_parser("models", help="registered architectures and shipped models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

@@ -64,6 +64,13 @@ class PhotoSet(fer2013.SplitSource):
     def _read(self) -> dict:
         return _load_or_crop(self)
 
+    def photos(self, split, flags=cv2.IMREAD_COLOR):
+        """(Photo, decoded picture or None when it cannot be decoded) for each photo of `split`, read one at a
+        time, not cropped."""
+        read = _reader(self.path)
+        for entry in (e for e in self.entries if e.split == split):
+            yield entry, _decode(read(entry.name), flags)
+
 
 def is_photo_set(path) -> bool:
     """True when `path` holds ordinary photos (a labels.csv, or images that are not 48x48 crops)."""

@@ -86,11 +86,8 @@ class LandmarkDetector:
 
 def photo_probabilities(peer: ZooFER, photos, split: str, detector: LandmarkDetector):
     """(probabilities [N, 7], labels [N], names of photos with no face) of the peer on a PhotoSet's split."""
-    from ..data.photos import _decode, _reader
-    read = _reader(photos.path)
     probs, labels, no_face = [], [], []
-    for e in (e for e in photos.entries if e.split == split):
-        bgr = _decode(read(e.name))
+    for e, bgr in photos.photos(split):
         points = detector.largest(bgr) if bgr is not None else None
         if points is None:
             no_face.append(e.name)
