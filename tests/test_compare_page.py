@@ -50,6 +50,11 @@ def test_dashboard_preselects_default_best_single_and_best_ensemble_and_folds_se
         row = table[table["model"] == name].iloc[0]
         assert row[ACC] == card["metrics"]["fer2013"]["val"]["accuracy"]
         assert row["CPU ms/face"] == card["cpu_ms_per_face"]["batch1"]["median"]
+        int8 = card.get("int8")
+        assert row["int8 ms/face"] == (int8["cpu_ms_per_face"]["batch1"]["median"] if int8 else None) or \
+            (int8 is None and pd.isna(row["int8 ms/face"]))
+    cpu = cards[default_name()]["cpu_ms_per_face"]["cpu"]
+    assert any(c.value.startswith("ms/face: batch 1, median") and cpu in c.value for c in at.caption)
     scatter, f1 = figs[0], figs[1]
     assert sorted(t["name"] for t in scatter["data"]) == sorted(cards)
     assert sorted(t["name"] for t in f1["data"]) == sorted(picker.value)
@@ -152,7 +157,7 @@ def test_a_card_whose_weights_are_not_shipped_is_compared_but_not_offered(weight
                weights_dir)
     at = open_compare()
     assert list(at.dataframe[0].value["model"]) == ["small", "huge"]
-    notes = [c.value for c in at.caption if "huge" in c.value]
+    notes = [c.value for c in at.caption if c.value.startswith("**huge**")]
     assert notes == ["**huge** is compared from its card only (the app cannot load it): its fp16 weights are "
                      "22.3 MiB, over the 16 MiB limit on files in weights/."]
     assert at.sidebar.selectbox(key="model").options == ["small (default)"]

@@ -3,7 +3,7 @@ dashboard and `python -m fer_core models` use too) and kept in sync with them.""
 import re
 from pathlib import Path
 
-from fer_core.app.report import END, START, results_markdown, results_rows, update_readme
+from fer_core.app.report import END, START, machines_note, results_markdown, results_rows, update_readme
 from helpers_cards import v2_card, with_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ def test_table_rows_come_from_cards():
                    cpu_ms_per_face={"batch1": {"median": 2.5}}, int8=int8),
              _card("b", "vgg13", 7049543, 0.7001, 0.68)]
     table = results_markdown(cards, default="a").splitlines()
-    assert len(table) == 4
+    assert len(table) == 6 and table[4] == "" and table[5].startswith("ms/face: batch 1, median")
     assert table[2].startswith("| b | vgg13 | 7.05M | 70.01% | - | 0.680 |")  # sorted by val accuracy
     assert table[3] == "| a | cnn | 0.98M | 65.12% | 66.01% | 0.610 | 2.5 | 64.98% | 0.41 | 3 | yes |"
     rows = results_rows(cards, "a")
@@ -63,3 +63,17 @@ def test_a_card_without_shipped_weights_is_marked_and_explained():
     assert lines[2].startswith("| r18 † | resnet18 | 11.17M | 65.00% |") and lines[3].startswith("| s | vgg13_s |")
     assert lines[-1].startswith("† card only: the fp16 weights are over 16 MiB")
     assert "†" not in results_markdown(cards[1:])
+
+
+def test_the_table_says_which_cpu_its_timings_come_from():
+    epyc = {"cpu": "AMD EPYC", "cores": 2, "flags": ["avx2", "avx512f"]}
+    a = _card("a", "cnn", 1e6, 0.6, 0.5, cpu_ms_per_face={"batch1": {"median": 1.0}, **epyc},
+              int8={"cpu_ms_per_face": {"batch1": {"median": 0.2}, **epyc}})
+    old = _card("old", "cnn", 1e6, 0.5, 0.5, cpu_ms_per_face={"batch1": {"median": 3.0}, "cpu": "AMD EPYC"})
+    assert "on AMD EPYC with 2 cores (avx2 avx512f)" in results_markdown([a])
+    assert "Measured before cards named the CPU's flags: old." in results_markdown([a, old])
+    other = _card("b", "cnn", 1e6, 0.55, 0.5, cpu_ms_per_face={"batch1": {"median": 4.0}, "cpu": "Intel Xeon",
+                                                             "cores": 2, "flags": ["avx2"]})
+    assert "on 2 different CPUs" in results_markdown([a, other])
+    assert machines_note([old]) == "ms/face: batch 1, median; measured before cards named the CPU's flags: old."
+    assert machines_note([_card("bare", "cnn", 1e6, 0.5, 0.5)]) == ""  # no timings: no note

@@ -133,10 +133,30 @@ def results_markdown(cards=None, default=None) -> str:
                  _num(r["CPU ms/face"]), _pct(r[INT8_ACC]), _num(r[INT8_MS]), f"{r['epochs'] or '-'}",
                  "yes" if r["default"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
+    if machines_note(cards):
+        lines.append("\n" + machines_note(cards))
     if not all(r["shipped"] for r in rows):
         lines.append(f"\n† card only: the fp16 weights are over {MAX_SHIPPED_BYTES / 2**20:g} MiB, so the repository "
                      "does not ship them and the app cannot load this model (its card says where the file was kept).")
     return "\n".join(lines)
+
+
+def machines_note(cards) -> str:
+    """Which CPU the table's ms/face figures were measured on (batch 1, median), as the cards record it."""
+    timings = [(c["name"], t) for c in cards
+               for t in (c.get("cpu_ms_per_face"), (c.get("int8") or {}).get("cpu_ms_per_face")) if t]
+    found = {(t["cpu"], t["cores"], " ".join(t["flags"]) or "no AVX2") for _, t in timings if "flags" in t}
+    unknown = sorted({name for name, t in timings if "flags" not in t})
+    if not found:
+        return (f"ms/face: batch 1, median; measured before cards named the CPU's flags: {', '.join(unknown)}."
+                if unknown else "")
+    if len(found) == 1:
+        cpu, cores, flags = found.pop()
+        note = f"ms/face: batch 1, median, on {cpu} with {cores} cores ({flags}); other CPUs differ (docs/speed.md)."
+    else:
+        note = (f"ms/face: batch 1, median, on {len(found)} different CPUs (each card names its own): compare them "
+                "only on one machine, `python -m fer_core benchmark --write-card` (docs/speed.md).")
+    return note + (f" Measured before cards named the CPU's flags: {', '.join(unknown)}." if unknown else "")
 
 
 def update_readme(path="README.md", cards=None, default=None) -> bool:
