@@ -7,7 +7,8 @@ from PIL import Image
 from skimage import data
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.inference.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr, fit,
+from fer_core.data.images import downscale
+from fer_core.inference.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr,
                                          label_text, line_style, probability_chart, text_bgr)
 from fer_core.data.preprocess import FACE_SIZE, crop_face
 from fer_core.inference.recognizer import FaceResult
@@ -54,18 +55,18 @@ def test_line_style_grows_with_the_picture():
     assert big[1] > small[1] >= 0.35
 
 
-def test_fit_downscales_large_pictures_and_keeps_their_look():
+def test_downscale_shrinks_large_pictures_and_keeps_their_look():
     big = cv2.resize(astronaut_bgr(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
-    small, scale = fit(big)
+    small, scale = downscale(big, DISPLAY_MAX_SIDE)
     assert small.shape == (960, 1280, 3) and small.dtype == np.uint8
     assert scale == pytest.approx(1280 / 4000)
     reference = cv2.resize(big, (1280, 960), interpolation=cv2.INTER_AREA)
     assert np.abs(small.astype(int) - reference).mean() < 2.0  # same picture, not an aliased one
 
 
-def test_fit_leaves_small_pictures_alone():
+def test_downscale_leaves_small_pictures_alone():
     photo = astronaut_bgr()
-    small, scale = fit(photo, max_side=512)
+    small, scale = downscale(photo, max_side=512)
     assert small is photo and scale == 1.0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from .fer2013 import cache_dir
+from .images import downscale
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,6 @@ YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detectio
 YUNET_SIZE = 232589
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 _download_failed = False  # try the network once per process
-
-
-def _downscale(image, max_side):
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
-    return image, scale
 
 
 def _clip_box(x, y, w, h, width, height):
@@ -63,7 +55,7 @@ class HaarDetector:
     def detect(self, bgr: np.ndarray, min_face: float = HAAR_MIN_FACE) -> list:
         """Boxes of faces at least `min_face` of the picture's shorter side (and 24 px) wide."""
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        small, scale = _downscale(gray, HAAR_MAX_SIDE)
+        small, scale = downscale(gray, HAAR_MAX_SIDE)
         side = max(24, int(min_face * min(small.shape)))
         # Equalised first (fewer false faces in busy pictures), then, when that finds none, as it is: a global
         # equalisation lets a large plain background wash a face out (a 24-MP photo whose face spans 11% of its
@@ -88,7 +80,7 @@ class YuNetDetector:
 
     def detect(self, bgr: np.ndarray, min_face: float = 0.0) -> list:
         """Boxes of faces at least `min_face` of the picture's shorter side wide."""
-        small, scale = _downscale(bgr, YUNET_MAX_SIDE)
+        small, scale = downscale(bgr, YUNET_MAX_SIDE)
         with self._lock:
             self._net.setInputSize((small.shape[1], small.shape[0]))
             _, found = self._net.detect(small)

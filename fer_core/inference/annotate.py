@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.images import load_image
+from ..data.images import downscale, load_image
 from ..data.preprocess import crop_face
 from ..errors import FerError
 
@@ -51,27 +51,9 @@ def line_style(shape) -> tuple:
     return max(1, round(side / 400)), max(0.35, side / 1400)
 
 
-def fit(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tuple:
-    """(picture downscaled to at most `max_side` pixels per side, scale factor); never upscales.
-
-    Fast on 12 MP photos: exact 2x2 averaging (OpenCV's fast INTER_AREA path) while the picture is
-    at least twice too large, then one bilinear step of less than 2x (too small a step to alias visibly).
-    """
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale == 1.0:
-        return image, 1.0
-    small = image
-    while max(small.shape[:2]) >= 2 * max_side:
-        even = small[:small.shape[0] // 2 * 2, :small.shape[1] // 2 * 2]
-        small = cv2.resize(even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR), scale
-
-
 def draw_faces(image: np.ndarray, faces, scale: float = 1.0) -> np.ndarray:
     """A copy of BGR `image` with each face's box and label; boxes are multiplied by `scale`
-    (for a picture that `fit` downscaled)."""
+    (for a picture that `images.downscale` made smaller)."""
     out = image.copy()
     thickness, font_scale = line_style(out.shape)
     for face in faces:
@@ -139,7 +121,7 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
         return ImageResult(name, error=str(e))
     faces = recognizer.predict(bgr, tta=tta)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
-    small, scale = fit(bgr, max_side)
+    small, scale = downscale(bgr, max_side)
     annotated = draw_faces(small, faces, scale)
     return ImageResult(name, faces=faces, crops=[crop_face(gray, f.box) for f in faces], annotated=annotated,
                        size=(bgr.shape[1], bgr.shape[0]), seconds=time.perf_counter() - start)

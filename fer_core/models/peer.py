@@ -74,8 +74,8 @@ class LandmarkDetector:
 
     def largest(self, bgr: np.ndarray):
         """Landmarks [5, 2] in the picture's pixels of the widest face, or None."""
-        from ..data.faces import _downscale
-        small, scale = _downscale(bgr, self.max_side)
+        from ..data.images import downscale
+        small, scale = downscale(bgr, self.max_side)
         self.net.setInputSize((small.shape[1], small.shape[0]))
         _, found = self.net.detect(small)
         if found is None or not len(found):
