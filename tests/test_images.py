@@ -165,6 +165,31 @@ def test_exif_orientation_6_is_applied(rgb):
     assert mad(out, cw) < 5 < mad(out, ccw)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_jpegs_decode_through_opencv_as_pillow_would_for_every_orientation(rgb, mode, monkeypatch):
+    """Complete colour and grey JPEGs take OpenCV's faster decoder: the same pixels and the same EXIF rotation or
+    mirroring as Pillow's path gives, for all eight orientations; a JPEG cut short still goes to Pillow."""
+    import cv2
+
+    from fer_core.data import images
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    raw = Image.fromarray(rgb[:200, :300]).convert(mode)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = encode(raw, "JPEG", quality=90, exif=exif.tobytes())
+        fast = load_image(data)
+        assert np.array_equal(fast, images._from_pil(Image.open(io.BytesIO(data)))), orientation
+        assert fast.shape == ((300, 200, 3) if orientation >= 5 else (200, 300, 3))
+    assert len(decoded) == 8
+    cut = encode(raw, "JPEG", quality=90)
+    with pytest.raises(InvalidImageError):
+        load_image(cut[:len(cut) * 2 // 3])
+    assert len(decoded) == 8  # not handed to OpenCV, which would return a partly grey picture
+
+
 def test_exif_orientation_applied_to_pil_input(rgb):
     raw = rgb[:200, :300]
     exif = Image.Exif()
