@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fer_core import EmotionRecognizer
+from fer_core.errors import WeightsError
 from fer_core.inference import int8
 from fer_core.models.cards import find_card, sha256_file, write_card
 from fer_core.data.fer2013 import FER2013
@@ -211,3 +212,13 @@ def test_an_ensemble_with_a_broken_member_file_falls_back_naming_it(quantized_en
     with caplog.at_level(logging.WARNING, logger="fer_core.inference.recognizer"):
         rec = EmotionRecognizer("duo", "haar", weights_dir=weights)
     assert rec.backend_used == "torch" and words in caplog.text and "ensemble duo" in caplog.text
+
+
+def test_an_ensemble_whose_member_changed_is_not_quantized(quantized_ensemble, quantized, tmp_path):
+    """A member retrained since the ensemble was measured: its int8 figures would describe another ensemble."""
+    weights = tmp_path / "w"
+    shutil.copytree(quantized_ensemble[0], weights)
+    member = find_card("squeezenet", weights)
+    write_card({**member, "sha256": "1" * 64}, weights)
+    with pytest.raises(WeightsError, match="'squeezenet' has other weights"):
+        int8.build("duo", quantized[0].parent / "fer2013.zip", weights, calibration=64)

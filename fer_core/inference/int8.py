@@ -234,8 +234,9 @@ def build(name=None, data=None, directory=None, calibration=CALIBRATION_FACES) -
 
 def build_ensemble(card: dict, fer, directory=None, calibration=CALIBRATION_FACES) -> dict:
     """An ensemble's int8 build: its members' int8 files (made where missing, corrupt or stale), measured
-    together; the block names each member file's sha256 so that a later change to one shows as stale."""
-    members = [cards.find_card(m["name"], directory) for m in card.get("members", [])]
+    together; the block names each member file's sha256 so that a later change to one shows as stale. A member
+    whose weights changed since the ensemble was measured is refused (WeightsError): rebuild the ensemble first."""
+    members = ensemble.member_cards(card, directory)  # the weights the ensemble's fp32 figures were measured with
     members = [build(m["name"], fer.path, directory, calibration) if problem(m, directory) else m for m in members]
     block = measured(ensemble_model(card, directory), fer, card)
     card = cards.find_card(card["name"], directory)

@@ -33,14 +33,24 @@ class Ensemble(nn.Module):
         return probs.mean(0).clamp_min(1e-12).log()
 
 
+def member_cards(card: dict, directory=None) -> list:
+    """The cards of an ensemble's members, refusing (WeightsError) members whose weights changed since the
+    ensemble was measured."""
+    found = []
+    for m in card.get("members", []):
+        member = cards.find_card(m["name"], directory)
+        if member.get("sha256") != m.get("sha256"):
+            raise WeightsError(f"ensemble {card['name']!r}: member {m['name']!r} has other weights than the ones it "
+                               f"was measured with; rebuild it with: python -m fer_core ensemble ...")
+        found.append(member)
+    return found
+
+
 def load(card: dict, directory=None, device="cpu") -> Ensemble:
     """The ensemble an ensemble card describes, refusing members whose weights changed since it was measured."""
     members, temps = [], []
-    for m in card.get("members", []):
+    for m in member_cards(card, directory):
         model, member_card = cards.load_model(m["name"], directory, device)
-        if member_card.get("sha256") != m.get("sha256"):
-            raise WeightsError(f"ensemble {card['name']!r}: member {m['name']!r} has other weights than the ones it "
-                               f"was measured with; rebuild it with: python -m fer_core ensemble ...")
         members.append(model)
         temps.append(float(member_card.get("temperature", 1.0)))
     if not members:
@@ -54,16 +64,16 @@ def build(name, member_names, datasets: list, argv, directory=None) -> dict:
     card; returns the card."""
     if len(set(member_names)) < 2:
         raise WeightsError("an ensemble needs at least two different shipped models")
-    member_cards = [cards.find_card(n, directory) for n in member_names]
-    if any(c["arch"] == ARCH for c in member_cards):
+    chosen = [cards.find_card(n, directory) for n in member_names]
+    if any(c["arch"] == ARCH for c in chosen):
         raise WeightsError("an ensemble cannot contain another ensemble")
     card = {
         "schema_version": card_schema.SCHEMA_VERSION, "name": name, "arch": ARCH, "arch_args": {},
         "labels": list(EMOTIONS), "preprocess": dict(card_schema.PREPROCESS),
         "intended_use": card_schema.INTENDED_USE, "limitations": card_schema.LIMITATIONS,
-        "members": [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in member_cards],
+        "members": [{"name": c["name"], "arch": c["arch"], "sha256": c["sha256"]} for c in chosen],
         "combine": COMBINE,
-        "size_bytes": sum(c.get("size_bytes", 0) for c in member_cards),
+        "size_bytes": sum(c.get("size_bytes", 0) for c in chosen),
         "recipe": card_schema.portable("python -m fer_core " + shlex.join(argv)),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
