@@ -38,8 +38,8 @@ st.dataframe(summary, hide_index=True, column_config={
     report.INT8_MS: st.column_config.NumberColumn(format="%.2f", help="the int8 build the app runs: batch 1, median"),
     "epochs": st.column_config.NumberColumn(format="%.0f"),
 })
-if report.machines_note(cards):
-    st.caption(report.machines_note(cards))
+if note := report.machines_note(cards):
+    st.caption(note)
 for name, why in compare.not_shipped(cards):
     st.caption(f"**{name}** is compared from its card only (the app cannot load it): {why}.")
 

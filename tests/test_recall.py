@@ -106,3 +106,10 @@ def test_recall_command_on_a_photo_set(tmp_path):
 def test_recall_command_without_photos_says_what_to_give(tmp_path):
     r = run_cli("recall", env=cli_env(FER_WILD_PHOTOS=""))
     assert r.returncode == 2 and "--photos" in r.stderr and "FER_WILD_PHOTOS" in r.stderr
+
+
+def test_recall_command_refuses_bad_input_clearly(tmp_path):
+    r = run_cli("recall", "--photos", tmp_path / "nowhere.zip", env=cli_env())
+    assert r.returncode == 2 and "nowhere.zip" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("recall", "--photos", tmp_path, "--faces", "0", env=cli_env())
+    assert r.returncode == 2 and "at least one face" in r.stderr

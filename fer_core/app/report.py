@@ -133,8 +133,9 @@ def results_markdown(cards=None, default=None) -> str:
                  _num(r["CPU ms/face"]), _pct(r[INT8_ACC]), _num(r[INT8_MS]), f"{r['epochs'] or '-'}",
                  "yes" if r["default"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
-    if machines_note(cards):
-        lines.append("\n" + machines_note(cards))
+    note = machines_note(cards)
+    if note:
+        lines.append("\n" + note)
     if not all(r["shipped"] for r in rows):
         lines.append(f"\n† card only: the fp16 weights are over {MAX_SHIPPED_BYTES / 2**20:g} MiB, so the repository "
                      "does not ship them and the app cannot load this model (its card says where the file was kept).")

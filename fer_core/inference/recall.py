@@ -7,7 +7,7 @@ given share of a frame's height, pasted at a random place into the frame, and th
 detection path:
 - the webcam's: `LiveProcessor.detect_faces`, on a copy at most `side` pixels wide (the app uses
   live.DETECT_MAX_SIDE), keeping faces from live.MIN_FACE of the frame's height;
-- the upload page's: the recognizer's detector on the whole picture (YuNet sees at most 640 px of it).
+- the upload page's: the recognizer's detector on the whole picture (YuNet sees faces.YUNET_MAX_SIDE px of it).
 A face counts as found when one box overlaps the pasted face's box with an IoU of at least MATCH_IOU. The rest
 of the frame is a mosaic of other val photos turned upside down: real texture, and no upright face that could
 be found in place of the pasted one. Frames are made from a fixed seed, so every side and detector sees the
@@ -31,10 +31,10 @@ UPLOAD = {"frame": (3000, 4000), "shares": (0.05, 0.1, 0.2)}  # a 12-MP photo; t
 TILE = 96  # mosaic tile, pixels
 
 
-def real_faces(photos_path, detector="yunet", n=PHOTOS) -> list:
+def real_faces(photos: PhotoSet, detector="yunet", n=PHOTOS) -> list:
     """[(grey photo, face box)] for the first `n` val photos in which `detector` finds a face (the largest)."""
     rec, out = EmotionRecognizer(detector=detector), []
-    for _, image in PhotoSet(photos_path).photos("val", cv2.IMREAD_GRAYSCALE):
+    for _, image in photos.photos("val", cv2.IMREAD_GRAYSCALE):
         boxes = rec.detect(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)) if image is not None else []
         if boxes:
             out.append((image, max(boxes, key=lambda b: b[2] * b[3])))
@@ -82,9 +82,12 @@ def recall(detect, cases) -> float:
 def run(photos_path, detectors=("yunet", "haar"), n=PHOTOS) -> dict:
     """{detector: {"faces": n, "min_face": the webcam's, "webcam": [{"share", "side", "recall"}],
     "upload": [{"share", "recall"}]}}: `share` is the face's height over the frame's, `side` the detection copy's."""
+    if n < 1:
+        raise FerError(f"the recall check needs at least one face, got {n}")
+    photos = PhotoSet(photos_path)  # a DatasetError naming the path when it is not a photo set
     if yunet_model_path() is None:
         raise FerError("the recall check places faces where YuNet finds them: set FER_YUNET_MODEL to its .onnx file")
-    faces, result = real_faces(photos_path, "yunet", n), {}  # the same faces for every detector
+    faces, result = real_faces(photos, "yunet", n), {}  # the same faces for every detector
     if not faces:
         raise FerError(f"YuNet found no face in the val photos of {photos_path}")
     for name in detectors:
