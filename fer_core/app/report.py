@@ -55,7 +55,7 @@ def results_rows(cards, default=None) -> list:
         row = {"model": c["name"], "arch": c["arch"], "default": c["name"] == default,
                "shipped": not c.get("not_shipped"), ACC: accuracy(c), TTA: accuracy(c, PRIMARY, "val_tta"), F1: f1,
                "params": c.get("params"), "size (MB)": round(c["size_bytes"] / 1e6, 3) if c.get("size_bytes") else None,
-               "CPU ms/face": ms, INT8_ACC: accuracy(q) if q.get("metrics") else None,
+               "CPU ms/face": ms, INT8_ACC: accuracy(q),
                INT8_MS: ((q.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median"),
                "epochs": len(c.get("history") or []) or None, "seeds": 1}
         row.update({dataset_column(ds): accuracy(c, ds) for ds in datasets(cards)[1:]})

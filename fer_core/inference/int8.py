@@ -125,7 +125,7 @@ def load(card: dict, directory=None) -> Int8Model:
 
 def ensemble_model(card: dict, directory=None) -> ensemble.Ensemble:
     """An ensemble of its members' int8 models, each at its calibrated temperature (as `ensemble.load`)."""
-    members = [cards.find_card(m["name"], directory) for m in card.get("members", [])]
+    members = ensemble.member_cards(card, directory)
     return ensemble.Ensemble([Int8Model(int8_path(m, directory), spin=False) for m in members],
                              [float(m.get("temperature", 1.0)) for m in members]).eval()
 
@@ -214,6 +214,11 @@ def build(name=None, data=None, directory=None, calibration=CALIBRATION_FACES) -
     fer = open_dataset(dataset_path(data))
     if card["arch"] == ensemble.ARCH:
         return build_ensemble(card, fer, directory, calibration)
+    return build_single(card, fer, directory, calibration)
+
+
+def build_single(card: dict, fer, directory=None, calibration=CALIBRATION_FACES) -> dict:
+    """A single model's int8 file, calibrated and measured on the opened FER2013 `fer`; returns its card."""
     model, card = cards.load_model(card["name"], directory)
     faces = calibration_faces(fer.load("train"), calibration)
     path = int8_path({"name": card["name"]}, directory)
@@ -237,7 +242,7 @@ def build_ensemble(card: dict, fer, directory=None, calibration=CALIBRATION_FACE
     together; the block names each member file's sha256 so that a later change to one shows as stale. A member
     whose weights changed since the ensemble was measured is refused (WeightsError): rebuild the ensemble first."""
     members = ensemble.member_cards(card, directory)  # the weights the ensemble's fp32 figures were measured with
-    members = [build(m["name"], fer.path, directory, calibration) if problem(m, directory) else m for m in members]
+    members = [build_single(m, fer, directory, calibration) if problem(m, directory) else m for m in members]
     block = measured(ensemble_model(card, directory), fer, card)
     card = cards.find_card(card["name"], directory)
     card["int8"] = {
