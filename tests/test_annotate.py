@@ -158,6 +158,28 @@ def test_analyse_a_12_megapixel_photo(rec):
     assert tuple(result.annotated[round((y + h / 2) * s), round(x * s)]) == emotion_bgr("happy")
 
 
+def test_a_large_jpeg_is_read_reduced_with_the_same_faces_as_the_whole_picture(rec, monkeypatch):
+    """A 12-MP JPEG is decoded at half size (what the detector and the drawing read is all there): the box, in the
+    whole picture's pixels, and the emotion match what the whole decode gives; so does a photo turned by EXIF."""
+    from fer_core.data import images
+    big = cv2.resize(astronaut_rgb(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # turned: the oriented picture is 3000 wide and 4000 high
+    for picture, extra in ((big, {}), (np.ascontiguousarray(np.rot90(big, k=-1)), {"exif": exif.tobytes()})):
+        jpeg = encode(Image.fromarray(picture), "JPEG", quality=92, **extra)
+        whole = rec.predict(images.load_image(jpeg), tta="flip")
+        flags = []
+        real = images.cv2.imdecode
+        monkeypatch.setattr(images.cv2, "imdecode", lambda buf, flag: flags.append(flag) or real(buf, flag))
+        result = analyse(rec, "big.jpg", jpeg, tta="flip")
+        monkeypatch.undo()
+        assert flags == [cv2.IMREAD_REDUCED_COLOR_2] and result.size == (4000, 3000)
+        f, = result.faces
+        assert f.label == whole[0].label == "happy" and abs(f.confidence - whole[0].confidence) < 0.05
+        assert np.abs(np.subtract(f.box, whole[0].box)).max() <= 12  # a few pixels of the half-size picture
+        assert result.crops[0].shape == (FACE_SIZE, FACE_SIZE)
+
+
 def test_analyse_reports_a_file_that_is_not_an_image(rec):
     result = analyse(rec, "notes.txt", b"these are my notes, not a picture")
     assert result.faces == [] and result.annotated is None

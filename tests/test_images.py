@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fer_core.errors import InvalidImageError
-from fer_core.data.images import MAX_PIXELS, load_image
+from fer_core.data.images import MAX_PIXELS, load_image, load_image_reduced, reduction
 
 try:
     from helpers_images import astronaut_rgb, encode
@@ -188,6 +188,45 @@ def test_jpegs_decode_through_opencv_as_pillow_would_for_every_orientation(rgb, 
     with pytest.raises(InvalidImageError):
         load_image(cut[:len(cut) * 2 // 3])
     assert len(decoded) == 8  # not handed to OpenCV, which would return a partly grey picture
+
+
+@pytest.mark.parametrize("size,min_side,factor", [
+    ((4000, 3000), 1280, 2), ((6000, 4000), 1280, 4), ((2560, 1440), 1280, 2), ((2561, 1), 1280, 2),
+    ((2559, 1440), 1280, 2), ((2558, 1440), 1280, 1), ((1280, 960), 1280, 1), ((12000, 9000), 1000, 8),
+    ((4000, 3000), None, 1),
+])
+def test_reduction_keeps_the_longer_side_at_least_min_side(size, min_side, factor):
+    assert reduction(size, min_side) == factor
+
+
+def test_a_large_jpeg_is_decoded_reduced_with_its_whole_size_for_every_orientation(rgb):
+    """libjpeg's scaled decode: the picture at 1/4 here (3000 px -> 750, at least 700), the same EXIF rotation or
+    mirroring as the whole picture's decode, close to that picture shrunk, and the whole picture's oriented size."""
+    import cv2
+    raw = Image.fromarray(cv2.resize(rgb, (2999, 2000), interpolation=cv2.INTER_CUBIC))  # odd: libjpeg rounds up
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = encode(raw, "JPEG", quality=90, exif=exif.tobytes())
+        whole = load_image(data)
+        small, size = load_image_reduced(data, 700)
+        assert size == (whole.shape[1], whole.shape[0]) == ((2000, 2999) if orientation >= 5 else (2999, 2000))
+        assert_bgr_image(small, (750, 500, 3) if orientation >= 5 else (500, 750, 3))
+        assert mad(small, cv2.resize(whole, small.shape[1::-1], interpolation=cv2.INTER_AREA)) < 1.5, orientation
+
+
+def test_what_cannot_be_decoded_reduced_comes_whole(rgb, bgr):
+    """A PNG, a JPEG too small to shrink, a grey JPEG's colour copy, an array: whole, with their own size."""
+    png = load_image_reduced(encode(Image.fromarray(rgb), "PNG"), 100)
+    assert np.array_equal(png[0], bgr) and png[1] == (512, 512)
+    jpeg, size = load_image_reduced(encode(Image.fromarray(rgb), "JPEG", quality=90), 300)
+    assert jpeg.shape == (512, 512, 3) and size == (512, 512)
+    grey, size = load_image_reduced(encode(Image.fromarray(rgb).convert("L").resize((2048, 2048)), "JPEG"), 512)
+    assert grey.shape == (512, 512, 3) and size == (2048, 2048)
+    assert np.array_equal(grey[:, :, 0], grey[:, :, 2])
+    assert load_image_reduced(bgr, 100)[1] == (512, 512)
+    with pytest.raises(InvalidImageError):
+        load_image_reduced(b"not a picture", 100)
 
 
 def test_exif_orientation_applied_to_pil_input(rgb):

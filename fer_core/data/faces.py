@@ -45,6 +45,7 @@ def _clip_box(x, y, w, h, width, height):
 
 class HaarDetector:
     name = "haar"
+    max_side = HAAR_MAX_SIDE  # larger pictures are downscaled to this before detection
 
     def __init__(self):
         self._cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, HAAR_FILE))
@@ -55,7 +56,7 @@ class HaarDetector:
     def detect(self, bgr: np.ndarray, min_face: float = HAAR_MIN_FACE) -> list:
         """Boxes of faces at least `min_face` of the picture's shorter side (and 24 px) wide."""
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        small, scale = downscale(gray, HAAR_MAX_SIDE)
+        small, scale = downscale(gray, self.max_side)
         side = max(24, int(min_face * min(small.shape)))
         # Equalised first (fewer false faces in busy pictures), then, when that finds none, as it is: a global
         # equalisation lets a large plain background wash a face out (a 24-MP photo whose face spans 11% of its
@@ -72,6 +73,7 @@ class HaarDetector:
 
 class YuNetDetector:
     name = "yunet"
+    max_side = YUNET_MAX_SIDE  # larger pictures are downscaled to this before detection
 
     def __init__(self, model_path):
         self.model_path = Path(model_path)
@@ -80,7 +82,7 @@ class YuNetDetector:
 
     def detect(self, bgr: np.ndarray, min_face: float = 0.0) -> list:
         """Boxes of faces at least `min_face` of the picture's shorter side wide."""
-        small, scale = downscale(bgr, YUNET_MAX_SIDE)
+        small, scale = downscale(bgr, self.max_side)
         with self._lock:
             self._net.setInputSize((small.shape[1], small.shape[0]))
             _, found = self._net.detect(small)

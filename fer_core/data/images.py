@@ -17,20 +17,40 @@ from ..errors import InvalidImageError
 
 MAX_PIXELS = 50_000_000  # larger pictures are refused (decompression bombs)
 MAX_BYTES = 100 * 1024 * 1024  # and so are files over 100 MB
+JPEG_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}  # OpenCV's flags for a JPEG decoded at 1/k of its size
 
 
 def load_image(source) -> np.ndarray:
     """path | bytes | PIL.Image | ndarray -> BGR uint8 [H, W, 3]."""
-    if isinstance(source, np.ndarray):
-        return _from_array(source)
-    if isinstance(source, Image.Image):
-        return _from_pil(source)
+    return _load(source)[0]
+
+
+def load_image_reduced(source, min_side: int) -> tuple:
+    """(BGR picture, (width, height) of the whole picture): as `load_image`, but a plain JPEG larger than needed
+    is decoded straight at 1/2, 1/4 or 1/8 of its size (libjpeg's scaled decode: a 12-MP photo in 11 ms instead
+    of 36 ms) as long as its longer side keeps at least `min_side` pixels. Anything else comes whole. Multiply
+    the picture's coordinates by width / its width for the whole picture's."""
+    return _load(source, min_side)
+
+
+def _load(source, min_side=None) -> tuple:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), "the uploaded data")
+        return _from_bytes(bytes(source), "the uploaded data", min_side)
     if isinstance(source, (str, os.PathLike)):
-        return _from_bytes(_read_file(Path(source)), Path(source).name)
-    raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; "
-                            "give a file path, bytes, a PIL image or a numpy array")
+        return _from_bytes(_read_file(Path(source)), Path(source).name, min_side)
+    if isinstance(source, np.ndarray):
+        bgr = _from_array(source)
+    elif isinstance(source, Image.Image):
+        bgr = _from_pil(source)
+    else:
+        raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; "
+                                "give a file path, bytes, a PIL image or a numpy array")
+    return bgr, _size(bgr)
+
+
+def _size(bgr: np.ndarray) -> tuple:
+    return bgr.shape[1], bgr.shape[0]
 
 
 def _read_file(path: Path) -> bytes:
@@ -44,7 +64,7 @@ def _read_file(path: Path) -> bytes:
         raise InvalidImageError(f"{path.name}: cannot be read ({e.strerror or e})") from None
 
 
-def _from_bytes(data: bytes, what: str) -> np.ndarray:
+def _from_bytes(data: bytes, what: str, min_side=None) -> tuple:
     if not data:
         raise InvalidImageError(f"{what} is empty, not an image")
     try:
@@ -52,7 +72,10 @@ def _from_bytes(data: bytes, what: str) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))  # reads the header only
             _check_size(img.size, what)
-            return _from_jpeg(data, img) if _plain_jpeg(img, data) else _from_pil(img, what)
+            if _plain_jpeg(img, data):
+                return _from_jpeg(data, img, min_side)
+            bgr = _from_pil(img, what)
+            return bgr, _size(bgr)
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -68,11 +91,31 @@ def _plain_jpeg(img: Image.Image, data: bytes) -> bool:
     return img.format == "JPEG" and img.mode in ("RGB", "L") and data.rstrip(b"\0").endswith(b"\xff\xd9")
 
 
-def _from_jpeg(data: bytes, img: Image.Image) -> np.ndarray:
+def _from_jpeg(data: bytes, img: Image.Image, min_side=None) -> tuple:
     """OpenCV's decoder, which applies the EXIF orientation as Pillow's path does and gives BGR directly: a 12-MP
-    photo in 40 ms, where Pillow's decode and its copy into numpy took 130 ms. Pillow's path when it fails."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return bgr if bgr is not None else _from_pil(img)
+    photo in 40 ms, where Pillow's decode and its copy into numpy took 130 ms. Pillow's path when it fails.
+    Decoded at 1/`reduction(...)` of its size; returns (picture, the whole picture's oriented size)."""
+    factor = reduction(img.size, min_side)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), JPEG_REDUCED[factor])
+    if bgr is None:
+        bgr, factor = _from_pil(img), 1
+    if factor == 1:
+        return bgr, _size(bgr)
+    return bgr, img.size if _orientation(img) < 5 else img.size[::-1]
+
+
+def reduction(size, min_side=None) -> int:
+    """The largest of 8, 4 and 2 that a JPEG of `size` can be divided by with its longer side still at least
+    `min_side` pixels (libjpeg rounds up), else 1."""
+    if not min_side:
+        return 1
+    return next((k for k in (8, 4, 2) if -(-max(size) // k) >= min_side), 1)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8; 5 to 8 swap width and height), 1 when there is none or it is not a number."""
+    value = img.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _check_size(size, what="the image"):

@@ -6,13 +6,13 @@ boxes here and its bar in `probability_chart`, so the two read together.
 """
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.images import downscale, load_image
+from ..data.images import downscale, load_image_reduced
 from ..data.preprocess import crop_face
 from ..errors import FerError
 
@@ -110,12 +110,14 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     """Decode `data` (bytes or anything load_image takes), find and classify its faces (with `tta`, see
     EmotionRecognizer.classify), draw them.
 
+    A large JPEG is decoded at a fraction of its size that still has every pixel the detector and the drawing
+    read (`images.load_image_reduced`); the boxes are given in the whole picture's pixels all the same.
     A picture that cannot be read gives an ImageResult whose `error` says why; it never raises
     FerError, so one bad file does not stop the others.
     """
     start = time.perf_counter()
     try:
-        bgr = load_image(data)
+        bgr, size = load_image_reduced(data, max(max_side, recognizer.detector.max_side))
     except FerError as e:
         log.info("%s: %s", name, e)
         return ImageResult(name, error=str(e))
@@ -123,5 +125,16 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
     small, scale = downscale(bgr, max_side)
     annotated = draw_faces(small, faces, scale)
-    return ImageResult(name, faces=faces, crops=[crop_face(gray, f.box) for f in faces], annotated=annotated,
-                       size=(bgr.shape[1], bgr.shape[0]), seconds=time.perf_counter() - start)
+    return ImageResult(name, faces=[rescaled(f, size[0] / bgr.shape[1], size) for f in faces],
+                       crops=[crop_face(gray, f.box) for f in faces], annotated=annotated, size=size,
+                       seconds=time.perf_counter() - start)
+
+
+def rescaled(face, factor: float, size: tuple):
+    """A FaceResult with its box multiplied by `factor`, kept inside a picture of `size` (width, height)."""
+    if factor == 1:
+        return face
+    x, y, w, h = face.box
+    x0, y0 = round(x * factor), round(y * factor)
+    x1, y1 = min(size[0], round((x + w) * factor)), min(size[1], round((y + h) * factor))
+    return replace(face, box=(x0, y0, x1 - x0, y1 - y0))
