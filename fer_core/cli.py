@@ -101,6 +101,9 @@ def cmd_ensemble(args):
 
 def cmd_benchmark(args):
     from .inference import benchmark
+    from .models.speed import card_machine
+    if args.write_card:
+        card_machine()  # refused before timing anything while the code paths are limited
     detectors = ("yunet", "haar") if args.detector == "all" else (args.detector,)
     result = benchmark.run(args.model, detectors, args.video, args.image, args.frames, backend=args.backend,
                            peer_tflite=args.peer_tflite)

@@ -28,7 +28,7 @@ from ..data.images import load_image
 from ..data.preprocess import crop_face, faces_to_tensor
 from ..errors import FerError
 from ..models import cards
-from ..models.speed import cpu_name, latency_ms, machine, machine_line
+from ..models.speed import card_machine, cpu_name, latency_ms, machine, machine_line
 from .annotate import UPLOAD_TTA, analyse
 from .live import LiveProcessor
 from .recognizer import EmotionRecognizer
@@ -290,7 +290,7 @@ def run(model=None, detectors=("yunet", "haar"), video=None, image=None, frames=
 def write_card(result: dict):
     """Store the measured per-face latency in the model's card: in its int8 block when int8 was timed."""
     card = cards.find_card(result["model"])
-    figures = {**result["per_face_ms"], "torch": result["torch"], **result["machine"],
+    figures = {**result["per_face_ms"], "torch": result["torch"], **card_machine(result["machine"]),
                "source": f"python -m fer_core benchmark --backend {result['backend']}"}
     if result["backend"] == "int8":
         card["int8"] = {**card["int8"], "cpu_ms_per_face": {**card["int8"]["cpu_ms_per_face"], **figures}}

@@ -28,7 +28,7 @@ from ..models import card_schema, cards, ensemble
 from ..models.ensemble import COMBINE
 from ..models.measure import VIEWS, dataset_info, split_metrics
 from ..models.registry import fuse_conv_bn
-from ..models.speed import latency_ms, machine
+from ..models.speed import card_machine, latency_ms
 
 METHOD = ("onnxruntime static quantization, QDQ format: per-channel symmetric int8 weights, uint8 activations "
           "(reduce_range), MinMax ranges")
@@ -194,6 +194,7 @@ def measured(net, fer, card: dict) -> dict:
     """The part of an int8 block that says how `net` does: val metrics on FER2013 `fer` and on the card's other
     datasets found beside it, what they were, and its CPU latency on this machine."""
     import onnxruntime as ort
+    here = card_machine()  # before the long part: refused while the code paths are limited
     others, missing = other_datasets(card, fer.path)
     metrics, infos = {}, {}
     for ds in [fer, *others]:
@@ -202,7 +203,7 @@ def measured(net, fer, card: dict) -> dict:
         metrics[key] = {k: split_metrics(net, ds, "val", tta) for k, tta in VIEWS}
     block = {"metrics": metrics, "datasets": infos,  # the data int8 was measured on: compare with the card's
              "cpu_ms_per_face": {"batch1": latency_ms(net, 1), "batch16": latency_ms(net, 16, runs=30),
-                                 "onnxruntime": ort.__version__, **machine()}}
+                                 "onnxruntime": ort.__version__, **here}}
     return {**block, "not_measured": missing} if missing else block
 
 

@@ -7,7 +7,10 @@ import numpy as np
 import torch
 
 from ..data.preprocess import FACE_SIZE
+from ..errors import FerError
 from .registry import for_inference
+
+CPU_LIMIT_ENV = "FER_CPU_LIMIT"  # set by tools/avx2_only.py: this process runs narrower code paths than its CPU has
 
 
 def cpu_name() -> str:
@@ -35,14 +38,28 @@ def cpu_flags() -> list:
 
 
 def machine() -> dict:
-    """The CPU a figure was measured on: model name, cores this process may use, SIMD flags, torch threads."""
+    """The CPU a figure was measured on: model name, cores this process may use, SIMD flags, torch threads, and
+    `limited_to` when FER_CPU_LIMIT says the libraries were held to narrower code paths than the CPU has."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_name(), "cores": cores, "flags": cpu_flags(), "threads": torch.get_num_threads()}
+    limit = os.environ.get(CPU_LIMIT_ENV)
+    return {"cpu": cpu_name(), "cores": cores, "flags": cpu_flags(), "threads": torch.get_num_threads(),
+            **({"limited_to": limit} if limit else {})}
+
+
+def card_machine(m: dict = None) -> dict:
+    """`m` (default: this machine) for a figure a card will keep; FerError when its code paths were limited:
+    such figures describe no real machine."""
+    m = m or machine()
+    if m.get("limited_to"):
+        raise FerError(f"{CPU_LIMIT_ENV}={m['limited_to']}: figures from limited code paths describe no real machine "
+                       "and are not stored in cards (unset it, with the PYTHONPATH tools/avx2_only.py set)")
+    return m
 
 
 def machine_line(m: dict) -> str:
     """`machine()` in a few words: 'AMD EPYC, 2 cores (avx2 avx512f ...), 2 threads'."""
-    return f"{m['cpu']}, {m['cores']} cores ({' '.join(m['flags']) or 'no AVX2'}), {m['threads']} threads"
+    limited = f", code paths limited to {m['limited_to']} (tools/avx2_only.py)" if m.get("limited_to") else ""
+    return f"{m['cpu']}, {m['cores']} cores ({' '.join(m['flags']) or 'no AVX2'}), {m['threads']} threads{limited}"
 
 
 @torch.inference_mode()
@@ -64,4 +81,4 @@ def cpu_latency_card(model) -> dict:
     """Per-face latency at batch 1 and 16 of `model` as EmotionRecognizer runs it (registry.for_inference)."""
     model = for_inference(model)
     return {"batch1": latency_ms(model, 1), "batch16": latency_ms(model, 16, runs=30),
-            "torch": torch.__version__, **machine()}
+            "torch": torch.__version__, **card_machine()}

@@ -1,0 +1,94 @@
+"""tools/avx2_only.py, the measuring aid that holds the libraries to AVX2 code paths on an AVX-512 CPU: its patch
+of ONNX Runtime (exact bytes, refusals), the proof that the patched copy runs AVX2's int8 kernels, the shipped
+int8 model reading the same on them, and figures made so being labelled and kept out of cards."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.errors import FerError
+from fer_core.models import speed
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("avx2_only", ROOT / "tools" / "avx2_only.py")
+avx2_only = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(avx2_only)
+
+
+def synthetic_library() -> bytearray:
+    """Bytes holding each pattern once, amid filler."""
+    parts = [b"\x90" * 100]
+    for pattern in avx2_only.JUMPS.values():
+        parts += [bytes.fromhex(pattern), b"\xcc" * 50]
+    return bytearray(b"".join(parts))
+
+
+def test_the_patch_turns_exactly_the_two_jumps():
+    before = synthetic_library()
+    after = avx2_only.patch(bytearray(before))
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert len(after) == len(before) and len(changed) == 2
+    assert all(before[i] == 0x74 and after[i] == 0xEB for i in changed)  # je -> jmp, same length
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_another_build_is_refused(twice):
+    data = synthetic_library() * 2 if twice else bytearray(b"\x90" * 500)
+    with pytest.raises(RuntimeError, match="not one tools/avx2_only.py knows"):
+        avx2_only.patch(data)
+
+
+def test_limited_figures_are_labelled_and_kept_out_of_cards(monkeypatch):
+    monkeypatch.setenv(speed.CPU_LIMIT_ENV, "avx2")
+    m = speed.machine()
+    assert m["limited_to"] == "avx2" and "code paths limited to avx2" in speed.machine_line(m)
+    with pytest.raises(FerError, match="not stored in cards"):
+        speed.card_machine()
+    monkeypatch.delenv(speed.CPU_LIMIT_ENV)
+    assert "limited_to" not in speed.card_machine() and "limited" not in speed.machine_line(speed.machine())
+
+
+LOGITS = """
+import numpy as np
+from fer_core import EmotionRecognizer
+from fer_core.data.preprocess import crop_face
+from skimage import data
+rec = EmotionRecognizer(detector="haar")
+bgr = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+faces = np.stack([crop_face(bgr, b) for b in rec.detect(bgr)]
+                 + list(np.random.default_rng(0).integers(0, 256, (15, 48, 48), dtype=np.uint8)))
+np.save(__import__("sys").argv[1], rec.classify(faces))
+print(rec.backend_used)
+"""
+
+
+@pytest.mark.slow
+def test_the_patched_copy_runs_avx2_kernels_and_the_default_reads_the_same(tmp_path):
+    """On a CPU with VNNI: the copy saturates where only AVX2's kernels do (so it is limited), and the default's
+    int8 file gives the same probabilities there (its 7-bit activations keep AVX2's pairs from saturating)."""
+    import onnxruntime
+    installed = Path(onnxruntime.__file__).parent.parent
+    if avx2_only.saturates(installed):
+        pytest.skip("this CPU's own int8 kernels are AVX2's (no VNNI): nothing to limit")
+    try:
+        avx2_only.make(tmp_path / "ort")
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    assert avx2_only.saturates(tmp_path / "ort")
+    probs = {}
+    for name, path in (("native", None), ("avx2", tmp_path / "ort")):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (path, ROOT) if p)}
+        out = subprocess.run([sys.executable, "-c", LOGITS, str(tmp_path / f"{name}.npy")], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "int8"
+        probs[name] = np.load(tmp_path / f"{name}.npy")
+    assert probs["native"].shape == (16, 7)
+    assert np.abs(probs["native"] - probs["avx2"]).max() < 1e-5
+
+
+def test_the_script_refuses_a_bad_call(capsys):
+    assert avx2_only.main([]) == 2 and "eval" in capsys.readouterr().err
