@@ -24,16 +24,17 @@ def cmd_evaluate(args):
     from .models.measure import evaluate_models, side_by_side
     ds = open_dataset(args.data)
     names = args.model or [find_card()["name"]]
-    results = evaluate_models(names, ds, args.split, args.tta, args.peer)
+    load = _int8_loader if args.backend == "int8" else None  # None: the fp32 weights
+    results = evaluate_models(names, ds, args.split, args.tta, args.peer, load)
     if args.json:  # one model: its metrics at the top level; several: under "models"
-        head = {"data": ds.path.name, "split": args.split, "tta": args.tta}
+        head = {"data": ds.path.name, "split": args.split, "tta": args.tta, "backend": args.backend}
         first = next(iter(results))
         body = {"model": first, **results[first]} if len(results) == 1 else {"models": results}
         with open(args.json, "w") as f:
             json.dump({**head, **body}, f, indent=1)
     if args.write_card:
-        _write_metrics(names, ds, args.split, args.tta, results)
-    tta = "" if args.tta == "none" else f" with {args.tta} TTA"
+        _write_metrics(names, ds, args.split, args.tta, results, args.backend)
+    tta = ("" if args.tta == "none" else f" with {args.tta} TTA") + (", int8" if args.backend == "int8" else "")
     if len(results) == 1:
         name, m = next(iter(results.items()))
         print(format_table(m, f"{name} on {ds.path.name} {args.split}{tta}"))
@@ -41,8 +42,17 @@ def cmd_evaluate(args):
         print(side_by_side(results, f"{ds.path.name} {args.split}{tta}"))
 
 
-def _write_metrics(names, ds, split, tta, results):
-    """Store each shipped model's metrics on this dataset in its card (metrics[dataset][split(_tta)])."""
+def _int8_loader(name):
+    """(the shipped model's int8 build, its card): WeightsError naming the file when it has none usable."""
+    from .inference import int8
+    from .models.cards import find_card
+    card = find_card(name)
+    return int8.load(card), card
+
+
+def _write_metrics(names, ds, split, tta, results, backend="torch"):
+    """Store each shipped model's metrics on this dataset in its card (metrics[dataset][split(_tta)]), or in its
+    int8 block for backend int8."""
     from .models.card_schema import dataset_key
     from .models.cards import find_card, write_card
     from .models.measure import dataset_info
@@ -51,8 +61,12 @@ def _write_metrics(names, ds, split, tta, results):
     key = dataset_key(ds.path.name)
     for name in names:
         card = find_card(name)
-        card["datasets"][key] = dataset_info(ds)
-        card["metrics"].setdefault(key, {})[split + ("_tta" if tta == "flip" else "")] = results[card["name"]]
+        block = card["int8"] if backend == "int8" else card
+        block.setdefault("datasets", {})[key] = dataset_info(ds)
+        block.setdefault("metrics", {}).setdefault(key, {})[split + ("_tta" if tta == "flip" else "")] = \
+            results[card["name"]]
+        if block.get("not_measured", {}).pop(key, None) is not None and not block["not_measured"]:
+            del block["not_measured"]
         write_card(card)
 
 
@@ -218,6 +232,8 @@ def build_parser():
                    help="average over views of each face: flip (the default for a bare --tta) with its mirror, "
                         "tencrop over four corner and a centre crop and their mirrors")
     e.add_argument("--json", help="also write the metrics to this JSON file")
+    e.add_argument("--backend", default="torch", choices=["torch", "int8"],
+                   help="torch: the fp32 weights (the card's figures); int8: the card's int8 build (its int8 block)")
     e.set_defaults(func=cmd_evaluate)
     c = sub.add_parser("calibrate", help="fit a shipped model's temperature on val and store it in its card")
     c.add_argument("--model", help="shipped model name (default: the default model)")

@@ -157,6 +157,35 @@ def test_yunet_no_face(yunet):
     assert yunet.detect(np.full((480, 640, 3), 128, np.uint8)) == []
 
 
+@needs_yunet
+@pytest.mark.parametrize("size", [(512, 512), (333, 250), (1280, 853)])
+def test_yunet_reads_as_opencvs_face_detector(yunet, group, size):
+    """ONNX Runtime's run decoded here gives what cv2.FaceDetectorYN gives on the same model: the same faces,
+    boxes and scores, on sizes that are not multiples of 32 (padding) and with six faces (suppression)."""
+    from fer_core.data.faces import YUNET_NMS, YUNET_SCORE, YUNET_TOP_K
+    picture = cv2.resize(group, size, interpolation=cv2.INTER_AREA)
+    opencv = cv2.FaceDetectorYN.create(str(yunet.model_path), "", size, YUNET_SCORE, YUNET_NMS, YUNET_TOP_K)
+    expected = opencv.detect(picture)[1][:, [0, 1, 2, 3, 14]]
+    ours = yunet.rows(picture)
+    assert len(expected) >= 5
+    order = np.lexsort(ours.T[:2][::-1]), np.lexsort(expected.T[:2][::-1])
+    np.testing.assert_allclose(ours[order[0]], expected[order[1]], atol=1e-3)
+
+
+def test_a_model_that_is_not_yunet_falls_back_to_haar(monkeypatch, tmp_path, caplog):
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])])
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    monkeypatch.setenv("FER_YUNET_MODEL", str(path))
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(create_detector("auto"), HaarDetector)
+    assert "is not a YuNet model" in caplog.text and "cls_8" in caplog.text
+
+
 # --- create_detector ----------------------------------------------------------------------------
 
 def test_create_haar():

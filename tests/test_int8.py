@@ -148,6 +148,34 @@ def test_predict_cli_backend(quantized, tmp_path):
     assert out["int8"][0]["box"] == out["torch"][0]["box"]
 
 
+def test_evaluate_int8_measures_and_stores_the_int8_block(quantized, tmp_path):
+    """`evaluate --backend int8 --write-card` reads the int8 build and writes its figures and the data they were
+    measured on into the int8 block only; a model without an int8 build is named, not read in fp32."""
+    from fer_core.models.measure import split_metrics
+    weights = tmp_path / "w"
+    shutil.copytree(quantized[0], weights)
+    data = zip_folder(make_kaggle(tmp_path / "other", {**COUNTS, "val": [12] * 7}).path, tmp_path / "fer2013.zip")
+    env = cli_env(FER_WEIGHTS_DIR=weights)
+    for tta in ("none", "flip"):
+        r = run_cli("evaluate", "--model", SHIPPED, "--data", data, "--backend", "int8", "--tta", tta, "--write-card",
+                    env=env)
+        assert r.returncode == 0, r.stderr
+    assert "int8" in r.stdout
+    before, card = find_card(SHIPPED, quantized[0]), find_card(SHIPPED, weights)
+    fingerprint = FER2013(data).fingerprint()
+    assert card["int8"]["datasets"]["fer2013"]["fingerprint"] == fingerprint
+    assert card["datasets"] == before["datasets"] and card["metrics"] == before["metrics"]  # fp32's untouched
+    written = card["int8"]["metrics"]["fer2013"]
+    assert written["val"]["n"] == written["val_tta"]["n"] == 84
+    net = int8.load(card, weights)
+    assert written["val"]["accuracy"] == split_metrics(net, FER2013(data), "val")["accuracy"]
+    assert written["val_tta"]["accuracy"] == split_metrics(net, FER2013(data), "val", "flip")["accuracy"]
+    card.pop("int8")
+    write_card(card, weights)
+    r = run_cli("evaluate", "--model", SHIPPED, "--data", data, "--backend", "int8", env=env)
+    assert r.returncode == 2 and f"{SHIPPED} has no int8 file" in r.stderr
+
+
 @pytest.mark.dataset
 @pytest.mark.skipif(not os.environ.get("FER2013_PATH"), reason="set FER2013_PATH to the real FER2013")
 def test_shipped_default_int8_on_real_val():

@@ -45,13 +45,14 @@ def measure_card(card: dict, model, datasets: list) -> dict:
     return card
 
 
-def evaluate_models(names: list, ds, split="val", tta="none", peer_path=None) -> dict:
-    """{model name: metrics} of shipped models (and the OpenCV zoo peer, on photo sets) on one split."""
+def evaluate_models(names: list, ds, split="val", tta="none", peer_path=None, load=None) -> dict:
+    """{model name: metrics} of shipped models (and the OpenCV zoo peer, on photo sets) on one split.
+    `load(name)` -> (model, card) gives each model (default: its fp32 weights, cards.load_model)."""
     from .cards import load_model
     zoo = _peer(peer_path, ds) if peer_path else None  # a wrong peer file fails before the long part
     results = {}
     for name in names:
-        model, card = load_model(name)
+        model, card = (load or load_model)(name)
         results[card["name"]] = split_metrics(model, ds, split, tta)
     if zoo is not None:
         probs, labels, no_face = peer.photo_probabilities(zoo[0], ds, split, zoo[1])

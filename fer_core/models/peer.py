@@ -68,9 +68,9 @@ class LandmarkDetector:
     """YuNet returning the largest face's five landmarks, chosen as faces.YuNetDetector chooses the face."""
 
     def __init__(self, model_path):
-        from ..data.faces import YUNET_MAX_SIDE, YUNET_SCORE
+        from ..data.faces import YUNET_MAX_SIDE, YUNET_NMS, YUNET_SCORE, YUNET_TOP_K
         self.max_side = YUNET_MAX_SIDE
-        self.net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), YUNET_SCORE, 0.3, 5000)
+        self.net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), YUNET_SCORE, YUNET_NMS, YUNET_TOP_K)
 
     def largest(self, bgr: np.ndarray):
         """Landmarks [5, 2] in the picture's pixels of the widest face, or None."""
