@@ -130,6 +130,7 @@ def test_image_contains_the_app_and_the_weights():
 
 
 @pytest.mark.parametrize("path", [".git/config", "runs/vgg13_s/last.pt", "test-artifacts/browser/x.png",
-                                  "fer_core/__pycache__/x.pyc", ".pytest_cache/v", "tests/test_app.py"])
+                                  "fer_core/__pycache__/x.pyc", ".pytest_cache/v", "tests/test_app.py",
+                                  "tools/avx2_only.py"])
 def test_dockerignore_keeps_junk_out(path):
     assert ignored(path, dockerignore())

@@ -82,6 +82,22 @@ def test_predict_every_input_kind_gives_the_same_result(rec, photo, tmp_path):
         np.testing.assert_allclose(list(got[0].scores.values()), list(expected[0].scores.values()), atol=1e-6)
 
 
+def test_predict_on_a_large_jpeg_gives_boxes_in_its_own_pixels(rec, tmp_path):
+    """A 12-MP JPEG (a path, as `predict` on the command line gets it) is decoded at half size for the detector;
+    the box still comes in the photo's own pixels, where the whole picture's decode puts it."""
+    import cv2
+    big = cv2.resize(astronaut_rgb(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "big.jpg"
+    path.write_bytes(encode(Image.fromarray(big), "JPEG", quality=92))
+    whole, = rec.predict(np.ascontiguousarray(big[:, :, ::-1]))
+    got, = rec.predict(path)
+    assert got.label == whole.label and np.abs(np.subtract(got.box, whole.box)).max() <= 12
+    x, y, w, h = got.box
+    assert 1000 < x and x + w <= 4000 and w > 400  # not the half-size picture's pixels
+    assert FaceResult((1999, 10, 1, 5), "happy", 1.0, {}).scaled(2.0, (4000, 3000)).box == (3998, 20, 2, 10)
+    assert FaceResult((1999, 10, 3, 5), "happy", 1.0, {}).scaled(2.0, (4000, 3000)).box == (3998, 20, 2, 10)
+
+
 def test_to_dict_is_json_ready(rec, photo):
     import json
     d = rec.predict(photo)[0].to_dict()

@@ -6,7 +6,7 @@ boxes here and its bar in `probability_chart`, so the two read together.
 """
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -125,16 +125,7 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
     small, scale = downscale(bgr, max_side)
     annotated = draw_faces(small, faces, scale)
-    return ImageResult(name, faces=[rescaled(f, size[0] / bgr.shape[1], size) for f in faces],
+    return ImageResult(name, faces=[f.scaled(size[0] / bgr.shape[1], size) for f in faces],
                        crops=[crop_face(gray, f.box) for f in faces], annotated=annotated, size=size,
                        seconds=time.perf_counter() - start)
 
-
-def rescaled(face, factor: float, size: tuple):
-    """A FaceResult with its box multiplied by `factor`, kept inside a picture of `size` (width, height)."""
-    if factor == 1:
-        return face
-    x, y, w, h = face.box
-    x0, y0 = round(x * factor), round(y * factor)
-    x1, y1 = min(size[0], round((x + w) * factor)), min(size[1], round((y + h) * factor))
-    return replace(face, box=(x0, y0, x1 - x0, y1 - y0))

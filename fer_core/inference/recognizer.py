@@ -1,14 +1,14 @@
 """EmotionRecognizer: faces and their emotions in a picture, from a shipped model."""
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..data.emotions import EMOTIONS
 from ..data.faces import create_detector
-from ..data.images import load_image
+from ..data.images import load_image, load_image_reduced
 from ..data.preprocess import FACE_SIZE, crop_face
 from ..errors import FerError
 from ..models.cards import find_card, load_model
@@ -26,6 +26,15 @@ class FaceResult:
     label: str
     confidence: float
     scores: dict  # {emotion: probability}, EMOTIONS order
+
+    def scaled(self, factor: float, size: tuple) -> "FaceResult":
+        """This face with its box multiplied by `factor` and kept inside a picture of `size` (width, height)."""
+        if factor == 1:
+            return self
+        x, y, w, h = self.box
+        x0, y0 = round(x * factor), round(y * factor)
+        x1, y1 = min(size[0], round((x + w) * factor)), min(size[1], round((y + h) * factor))
+        return replace(self, box=(x0, y0, x1 - x0, y1 - y0))
 
     def to_dict(self) -> dict:
         return {"box": list(self.box), "label": self.label, "confidence": round(self.confidence, 4),
@@ -102,13 +111,15 @@ class EmotionRecognizer:
         return softmax(predict_logits(self.net, faces, self.device, tta=tta), self.temperature)
 
     def predict(self, image, tta="none") -> list:
-        """Every face in `image`, left to right, as FaceResult; `tta` as in `classify`."""
-        bgr = load_image(image)
+        """Every face in `image`, left to right, as FaceResult with its box in the picture's pixels; `tta` as in
+        `classify`. A large JPEG is decoded at the fraction of its size the detector reads whole
+        (`images.load_image_reduced`), as the upload page does."""
+        bgr, size = load_image_reduced(image, self.detector.max_side)
         boxes = self.detector.detect(bgr)
         if not boxes:
             return []
         probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]), tta=tta)
-        return [self._result(b, p) for b, p in zip(boxes, probs)]
+        return [self._result(b, p).scaled(size[0] / bgr.shape[1], size) for b, p in zip(boxes, probs)]
 
     @staticmethod
     def _result(box, probs) -> FaceResult:
