@@ -75,7 +75,7 @@ class HaarDetector:
 
 
 class YuNetDetector:
-    """YuNet run by ONNX Runtime and decoded as cv2.FaceDetectorYN decodes it (the same boxes to 1e-4 px): twice as
+    """YuNet run by ONNX Runtime and decoded as cv2.FaceDetectorYN decodes it (the same boxes to 1e-3 px): twice as
     fast as OpenCV's DNN module on 2 cores, 1.1 against 1.9-3.3 ms for a 320x240 webcam copy and 16-24 against
     35-42 ms at 1280 px (docs/speed.md). Safe to share between threads."""
     name = "yunet"

@@ -128,4 +128,3 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     return ImageResult(name, faces=[f.scaled(size[0] / bgr.shape[1], size) for f in faces],
                        crops=[crop_face(gray, f.box) for f in faces], annotated=annotated, size=size,
                        seconds=time.perf_counter() - start)
-
