@@ -79,6 +79,7 @@ def test_yunet_finds_a_face_of_5_percent_of_a_12_mp_photo(monkeypatch):
     rng = np.random.default_rng(1)
     cases = [recall.paste(np.full((3000, 4000), 90, np.uint8), grey, box, 0.05, rng) for _ in range(4)]
     assert recall.recall(rec.detect, cases) == 1.0
+    assert recall.recall(lambda frame: recall.photo_boxes(rec, frame), cases) == 1.0  # as a JPEG, read at half size
 
 
 @needs_yunet

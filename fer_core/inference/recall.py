@@ -7,7 +7,8 @@ given share of a frame's height, pasted at a random place into the frame, and th
 detection path:
 - the webcam's: `LiveProcessor.detect_faces`, on a copy at most `side` pixels wide (the app uses
   live.DETECT_MAX_SIDE), keeping faces from live.MIN_FACE of the frame's height;
-- the upload page's: the recognizer's detector on the whole picture (YuNet sees faces.YUNET_MAX_SIDE px of it).
+- the upload page's: the frame saved as a JPEG and read by `annotate.analyse`, as an upload is (decoded at half
+  size, YuNet sees faces.YUNET_MAX_SIDE px of it).
 A face counts as found when one box overlaps the pasted face's box with an IoU of at least MATCH_IOU. The rest
 of the frame is a mosaic of other val photos turned upside down: real texture, and no upright face that could
 be found in place of the pasted one. Frames are made from a fixed seed, so every side and detector sees the
@@ -19,6 +20,7 @@ import numpy as np
 from ..data.faces import yunet_model_path
 from ..data.photos import PhotoSet
 from ..errors import FerError
+from .annotate import analyse
 from .live import MIN_FACE, LiveProcessor, iou
 from .recognizer import EmotionRecognizer
 
@@ -28,6 +30,7 @@ SEED = 0
 WEBCAM = {"frame": (480, 640), "shares": (0.17, 0.2, 0.3), "sides": (160, 240, 320, 480, 640)}  # the page keeps
 # faces from 15%: one right at that edge is kept about half the time, as its box comes out a little smaller or larger
 UPLOAD = {"frame": (3000, 4000), "shares": (0.05, 0.1, 0.2)}  # a 12-MP photo; the page asks for faces from 5%
+PHOTO_QUALITY = 92  # the upload frames go through the page's path as JPEGs of this quality, as phones save them
 TILE = 96  # mosaic tile, pixels
 
 
@@ -79,6 +82,13 @@ def recall(detect, cases) -> float:
     return float(np.mean([any(iou(b, box) >= MATCH_IOU for b in detect(frame)) for frame, box in cases]))
 
 
+def photo_boxes(rec, frame) -> list:
+    """The upload page's boxes for `frame` sent as a phone's JPEG: decoded, detected and scaled back as
+    `annotate.analyse` does it (a 12-MP JPEG is decoded at half size)."""
+    data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, PHOTO_QUALITY])[1].tobytes()
+    return [f.box for f in analyse(rec, "photo.jpg", data).faces]
+
+
 def run(photos_path, detectors=("yunet", "haar"), n=PHOTOS) -> dict:
     """{detector: {"faces": n, "min_face": the webcam's, "webcam": [{"share", "side", "recall"}],
     "upload": [{"share", "recall"}]}}: `share` is the face's height over the frame's, `side` the detection copy's."""
@@ -98,7 +108,8 @@ def run(photos_path, detectors=("yunet", "haar"), n=PHOTOS) -> dict:
             webcam += [{"share": share, "side": side,
                         "recall": recall(LiveProcessor(rec, detect_max_side=side).detect_faces, cases)}
                        for side in WEBCAM["sides"]]
-        upload = [{"share": share, "recall": recall(rec.detect, frames(faces, UPLOAD["frame"], share))}
+        upload = [{"share": share,
+                   "recall": recall(lambda frame: photo_boxes(rec, frame), frames(faces, UPLOAD["frame"], share))}
                   for share in UPLOAD["shares"]]
         result[name] = {"faces": len(faces), "min_face": MIN_FACE, "webcam": webcam, "upload": upload}
     return result
