@@ -5,7 +5,7 @@ import torch
 from fer_core.models.registry import (count_params, create_model, for_inference, fuse_conv_bn, imagenet_weights_file,
                                       list_models)
 
-EXPECTED = {"cnn", "mini_xception", "vgg13", "vgg13_s", "resnet18", "mobilenet_v2", "shufflenet_v2", "squeezenet"}
+EXPECTED = {"cnn", "mini_xception", "vgg13", "vgg13_s", "vgg13_t", "resnet18", "mobilenet_v2", "shufflenet_v2", "squeezenet"}
 WITH_IMAGENET = ["mobilenet_v2", "resnet18", "shufflenet_v2", "squeezenet"]
 
 
@@ -51,9 +51,10 @@ def test_mini_xception_is_about_60k_params():
 
 
 def test_param_counts_are_ordered_as_documented():
-    n = {name: count_params(create_model(name)) for name in ("cnn", "vgg13", "vgg13_s")}
+    n = {name: count_params(create_model(name)) for name in ("cnn", "vgg13", "vgg13_s", "vgg13_t")}
     assert 0.9e6 < n["cnn"] < 1.1e6
     assert n["vgg13_s"] < n["vgg13"] / 3
+    assert n["vgg13_t"] == 1_098_007
 
 
 @pytest.mark.parametrize("name", WITH_IMAGENET)

@@ -547,8 +547,9 @@ def test_init_starts_from_a_shipped_models_weights_and_names_it_in_the_card(trai
 
 @pytest.mark.slow
 def test_init_from_another_architecture_or_an_unknown_model_is_a_short_error(trained, tmp_path):
-    for model, init, message in (("mini_xception", "cnn", "--init cnn is a cnn, not a mini_xception"),
-                                 ("cnn", "nope", "unknown model 'nope'")):
+    cases = (("mini_xception", "cnn", "--init cnn is a cnn, which mini_xception cannot start from"),
+             ("cnn", "nope", "unknown model 'nope'"))
+    for model, init, message in cases:
         result = run_cli("train", "--model", model, "--data", trained.data.path, "--epochs", 1, "--threads", 1,
                          "--out", tmp_path / "run", "--weights-dir", trained.weights, "--init", init, env=trained.env)
         assert result.returncode != 0 and "Traceback" not in result.stderr

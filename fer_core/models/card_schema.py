@@ -95,7 +95,7 @@ class ModelCard(TypedDict):
     best_epoch: NotRequired[int]
     exported_epoch: NotRequired[int]  # best_epoch, or the last one with `train --export last`
     distilled_from: NotRequired[dict]
-    initialized_from: NotRequired[dict]
+    initialized_from: NotRequired[dict]  # name, sha256, val_accuracy; thinned_from: its arch, when wider
     extra_data: NotRequired[dict]
     augment: NotRequired[dict]
     swa: NotRequired[dict]

@@ -123,6 +123,12 @@ def vgg13_s(num_classes=7):
     return vgg13(num_classes, widths=(32, 64, 128, 256), hidden=256)
 
 
+@register
+def vgg13_t(num_classes=7):
+    """vgg13_s thinned for AVX2 CPUs (half the compute): 16 channels at 48 px, three quarters of its width after."""
+    return vgg13(num_classes, widths=(16, 48, 96, 192), hidden=256)
+
+
 def _grey_stem(conv: nn.Conv2d, out_channels=None, stride=1) -> nn.Conv2d:
     return nn.Conv2d(1, out_channels or conv.out_channels, 3, stride, 1, bias=conv.bias is not None)
 

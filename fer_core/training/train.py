@@ -18,7 +18,8 @@ Recipe options: `--ema DECAY` keeps an exponential moving average of the weights
 checkpoints and exports that average instead; `--mixup ALPHA` / `--cutmix ALPHA` mix the faces of
 each augmented batch (and their labels in the loss). `--swa-epochs K --swa-lr LR` ends the run with K
 epochs at a constant LR whose end-of-epoch weights are averaged (see swa.py); `--init NAME` starts
-from a shipped model's weights instead of random ones, so a trained model can be averaged further.
+from a shipped model's weights instead of random ones, so a trained model can be averaged further, or
+a narrower VGG-style one can start from a wider one's strongest channels (thin.py).
 
 Several GPUs or nodes: launch the same command through PyTorch's `torchrun`
 (`torchrun --nproc-per-node 8 -m fer_core train --model vgg13 ...`). Each process then trains on
@@ -50,7 +51,7 @@ from ..data.emotions import EMOTIONS
 from ..data.fer2013 import FER2013, open_dataset
 from ..data.preprocess import faces_to_tensor
 from ..errors import FerError
-from ..models import card_schema, cards
+from ..models import card_schema, cards, thin
 from ..models.evaluate import predict_logits
 from ..models.measure import measure_card
 from ..models.registry import count_params, create_model, for_inference
@@ -103,7 +104,8 @@ def add_arguments(p):
     p.add_argument("--swa-epochs", type=int, default=0,
                    help="average the weights of the last K epochs, run at the constant --swa-lr; 0: off")
     p.add_argument("--swa-lr", type=float, default=None, help="learning rate of the SWA epochs (default: peak / 5)")
-    p.add_argument("--init", help="shipped model of the same architecture whose weights the run starts from")
+    p.add_argument("--init", help="shipped model whose weights the run starts from: the same architecture, or a "
+                                  "wider VGG-style one whose strongest channels are kept (thin.py)")
     p.add_argument("--aug-shift", type=float, default=SHIFT, help=f"largest shift of a face, px (default {SHIFT})")
     p.add_argument("--aug-zoom", type=float, default=ZOOM,
                    help=f"largest zoom in or out, as a share of the scale (default {ZOOM})")
@@ -290,10 +292,15 @@ def cached_teacher_logits(teacher, teacher_state, data, images, out: Path, devic
 def start_from(model, args) -> dict:
     """Load the weights of the shipped model `args.init` into `model`; what the card records of it."""
     source, card = cards.load_model(args.init, args.weights_dir)
-    if card["arch"] != args.model:
-        raise FerError(f"--init {args.init} is a {card['arch']}, not a {args.model}")
-    model.load_state_dict(source.state_dict())
-    return {"name": card["name"], "sha256": card["sha256"], "val_accuracy": cards.val_accuracy(card)}
+    record = {"name": card["name"], "sha256": card["sha256"], "val_accuracy": cards.val_accuracy(card)}
+    if card["arch"] == args.model:
+        model.load_state_dict(source.state_dict())
+        return record
+    why = thin.problem(source, model)
+    if why:
+        raise FerError(f"--init {args.init} is a {card['arch']}, which {args.model} cannot start from: {why}")
+    thin.thin(source.float(), model)  # a narrower model keeps the source's strongest channels
+    return {**record, "thinned_from": card["arch"]}
 
 
 def recipe_command(argv) -> str:
