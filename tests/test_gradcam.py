@@ -21,7 +21,8 @@ except ImportError:  # tests/ imported as a package
 
 HAPPY = EMOTIONS.index("happy")
 EXPECTED_LAYERS = {  # the last convolution whose output is still wider than 1x1 on a 48x48 face
-    "cnn": "9.0", "mini_xception": "6", "vgg13": "10.0", "vgg13_s": "10.0", "resnet18": "layer4.1.conv2",
+    "cnn": "9.0", "mini_xception": "6", "vgg13": "10.0", "vgg13_s": "10.0", "vgg13_t": "10.0",
+    "resnet18": "layer4.1.conv2",
     "mobilenet_v2": "features.18.0", "shufflenet_v2": "conv5.0", "squeezenet": "classifier.1",
 }
 
