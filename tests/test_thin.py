@@ -60,11 +60,18 @@ def test_thinning_to_the_same_widths_gives_the_same_model():
     ("vgg13_t", "vgg13_s", "block 0 has 32 channels, more than the source's 16"),
     ("cnn", "vgg13_t", "do not have the same VGG-style layers"),
     ("vgg13_s", "mini_xception", "do not have the same VGG-style layers"),
+    ("vgg13_s", "cnn", "do not have the same VGG-style layers"),
 ])
 def test_models_that_cannot_be_thinned_are_named(source, target, message):
     assert message in thin.problem(create_model(source), create_model(target))
     with pytest.raises(FerError, match=message):
         thin.thin(create_model(source), create_model(target))
+
+
+def test_other_kernel_sizes_are_named():
+    source, target = create_model("vgg13_s"), create_model("vgg13_t")
+    target[0][0] = torch.nn.Conv2d(1, 16, 5, padding=2, bias=False)
+    assert thin.problem(source, target) == "block 0 has (5, 5) kernels, the source's (3, 3)"
 
 
 def test_train_init_thins_a_shipped_model_and_the_card_says_so(tmp_path):

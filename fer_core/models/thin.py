@@ -27,7 +27,9 @@ def problem(source: nn.Module, target: nn.Module):
     if not a or len(a) != len(b) or len(_linears(source)) != len(_linears(target)):
         return "the two models do not have the same VGG-style layers"
     for i, (x, y) in enumerate(zip(a, b)):
-        if y[0].out_channels > x[0].out_channels or y[0].kernel_size != x[0].kernel_size:
+        if y[0].kernel_size != x[0].kernel_size:
+            return f"block {i} has {y[0].kernel_size} kernels, the source's {x[0].kernel_size}"
+        if y[0].out_channels > x[0].out_channels:
             return f"block {i} has {y[0].out_channels} channels, more than the source's {x[0].out_channels}"
     la, lb = _linears(source), _linears(target)
     if lb[0].out_features != la[0].out_features or lb[-1].weight.shape != la[-1].weight.shape:
@@ -60,7 +62,7 @@ def thin(source: nn.Module, target: nn.Module) -> nn.Module:
             getattr(y[1], name).copy_(getattr(x[1], name)[kept])
         kept_in = kept
     la, lb = _linears(source), _linears(target)
-    area = la[0].in_features // len(_blocks(source)[-1][0].weight)  # pixels of the last feature map
+    area = la[0].in_features // _blocks(source)[-1][0].out_channels  # pixels of the last feature map
     columns = (kept_in[:, None] * area + torch.arange(area)).flatten()  # Flatten is channel-major
     lb[0].weight.copy_(la[0].weight[:, columns])
     lb[0].bias.copy_(la[0].bias)
