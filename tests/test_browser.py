@@ -12,17 +12,18 @@ the webcam page): "Processed frames: N · with a face: M".
 import os
 import re
 import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 try:
-    from helpers_browser import (CAMERA_FPS, CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer,
+    from helpers_browser import (CAMERA_FPS, CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, FIRST_FRAME_S, StreamlitServer,
                                  face_clip_y4m, fake_camera_args, outside, overlapping_pairs)
 except ImportError:  # imported as the tests package
-    from tests.helpers_browser import (CAMERA_FPS, CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer,
-                                       face_clip_y4m, fake_camera_args, outside, overlapping_pairs)
+    from tests.helpers_browser import (CAMERA_FPS, CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, FIRST_FRAME_S,
+                                       StreamlitServer, face_clip_y4m, fake_camera_args, outside, overlapping_pairs)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -77,10 +78,11 @@ def browser(camera_clip):
 
 @pytest.fixture
 def page(browser, app, request):
-    """A page in a fresh context; on a failure: a screenshot and the server's log tail."""
+    """A page in a fresh context; on a failure: a screenshot, the browser console's tail and the server's log tail."""
     context = browser.new_context(viewport={"width": 1280, "height": 1400}, permissions=["camera"])
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
+    watch_console(page)
     failed_before = request.session.testsfailed
     yield page
     if request.session.testsfailed > failed_before:
@@ -90,8 +92,27 @@ def page(browser, app, request):
             print(f"screenshot: {shot}")
         except Exception as e:  # the page may be gone; the log still matters
             print(f"no screenshot: {e}")
+        print(f"--- browser console (last {CONSOLE_LINES} lines) ---\n{console_tail(page)}")
         print(f"--- streamlit log ({app.log}) ---\n{app.log_tail()}")
     context.close()
+
+
+CONSOLE_LINES = 80  # what a failure prints of the browser console (the webcam component logs its WebRTC steps there)
+CONSOLE_NOISE = ("Unrecognized feature:",)  # Chromium's notes on the component iframe's permissions policy, every time
+
+
+def watch_console(page):
+    """Keeps the page's last CONSOLE_LINES console messages, its iframes' included, for console_tail."""
+    lines = page.console_lines = deque(maxlen=CONSOLE_LINES)
+
+    def keep(message):
+        if not message.text.startswith(CONSOLE_NOISE):
+            lines.append(f"{time.strftime('%H:%M:%S')} {message.type}: {message.text[:300]}")
+    page.on("console", keep)
+
+
+def console_tail(page) -> str:
+    return "\n".join(getattr(page, "console_lines", ())) or "(nothing)"
 
 
 def open_page(page, app, path):
@@ -291,24 +312,66 @@ def press_start(webrtc, tries=3):
     raise AssertionError(f"START pressed {tries} times, and the webcam component never showed STOP")
 
 
+def webrtc_buttons(webrtc) -> list:
+    """The webcam component's button labels (START or STOP, SELECT DEVICE), for messages."""
+    try:
+        return [t for t in webrtc.locator("button").all_inner_texts() if t.strip()]
+    except sync_api.Error as e:
+        return [f"(unreadable: {e})"]
+
+
+def wait_for_frames(page, frames, seconds):
+    """The counter once it reads at least `frames` processed frames, one with a face; else its last reading."""
+    deadline = time.monotonic() + seconds
+    reading = None
+    while time.monotonic() < deadline:
+        assert_no_exception(page, "/webcam while streaming")
+        reading = read_counter(page)
+        if reading and reading[0] >= frames and reading[1] >= 1:
+            break
+        time.sleep(0.5)
+    return reading
+
+
+def restart_stream(page, webrtc, reading):
+    """STOP (where shown) and START again, as a person would when no frame arrives. What the page and the browser
+    console showed goes to test-artifacts/browser/webcam-restart.txt and stdout, so a restart is never silent."""
+    buttons = webrtc_buttons(webrtc)
+    note = (f"webcam: no processed frame {FIRST_FRAME_S} s after START (counter {reading}, component {buttons}); "
+            f"pressing STOP/START once more.\n--- browser console ---\n{console_tail(page)}\n")
+    print(note)
+    (ARTIFACTS / "webcam-restart.txt").write_text(note)
+    screenshot(page, "webcam-restart")
+    if "STOP" in buttons:
+        webrtc.get_by_role("button", name="STOP").click(timeout=10_000)
+        webrtc.get_by_role("button", name="START").wait_for(timeout=30_000)
+    press_start(webrtc)
+
+
 def test_webcam_streams_faces(page, app, record_property):
+    """START plays the fake camera into the page; the counter must reach WEBCAM_FRAMES processed frames with a
+    face, and the stream must hold the fps floor. A stream that shows no processed frame FIRST_FRAME_S after
+    START is stopped and started once more, as a person would: no stream came in twice in some 40 full runs
+    (a local run with START back on the button, a CI run with STOP and 0 frames), while 68 starts in a row on a
+    fully loaded machine all streamed within 11 s. A restart is recorded as `webcam_restarts` and written to
+    webcam-restart.txt with the browser console's WebRTC steps."""
     open_page(page, app, "webcam")
     assert_no_exception(page, "/webcam")
     busy = machine_busy()  # before streaming: how much of the CPU other work takes
     webrtc = page.frame_locator('iframe[title*="webrtc_streamer"]').first
     press_start(webrtc)
     start = time.monotonic()
-    deadline = start + WEBCAM_TIMEOUT_S
-    reading = None
-    while time.monotonic() < deadline:
-        assert_no_exception(page, "/webcam while streaming")
-        reading = read_counter(page)
-        if reading and reading[0] >= WEBCAM_FRAMES and reading[1] >= 1:
-            break
-        time.sleep(0.5)
+    restarts = 0
+    reading = wait_for_frames(page, 1, FIRST_FRAME_S)
+    if not reading or reading[0] == 0:
+        restarts = 1
+        restart_stream(page, webrtc, reading)
+        start = time.monotonic()
+    reading = wait_for_frames(page, WEBCAM_FRAMES, WEBCAM_TIMEOUT_S - (time.monotonic() - start))
     assert reading, f"no 'Processed frames: N · with a face: M' counter on /webcam:\n{main_text(page)[-2000:]}"
     assert reading[0] >= WEBCAM_FRAMES and reading[1] >= 1, \
-        f"after {WEBCAM_TIMEOUT_S} s: {reading[0]} frames processed, {reading[1]} with a face"
+        (f"after {WEBCAM_TIMEOUT_S} s and {restarts} restart(s): {reading[0]} frames processed, {reading[1]} with "
+         f"a face; the component shows {webrtc_buttons(webrtc)}")
     first_s = time.monotonic() - start
 
     # Throughput: two readings of the counter FPS_WINDOW_S apart.
@@ -321,9 +384,11 @@ def test_webcam_streams_faces(page, app, record_property):
 
     busy_txt = "unknown" if busy is None else f"{busy:.0%}"
     summary = (f"webcam: {WEBCAM_FRAMES} frames after {first_s:.1f} s; {fps:.1f} fps over {FPS_WINDOW_S:.0f} s "
-               f"(camera {CAMERA_FPS} fps); {n1} frames, {f1} with a face; CPU busy before start: {busy_txt}")
+               f"(camera {CAMERA_FPS} fps); {n1} frames, {f1} with a face; CPU busy before start: {busy_txt}; "
+               f"restarts: {restarts}")
     print(summary)
     record_property("webcam_fps", round(fps, 2))
+    record_property("webcam_restarts", restarts)
     (ARTIFACTS / "webcam-fps.txt").write_text(summary + "\n")
     assert f1 >= 1 and n1 >= n0
     # A throughput floor only where it measures the app: on a machine that other work keeps busy (e.g. a

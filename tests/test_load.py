@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 try:
-    from helpers_browser import CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer, face_clip_y4m, fake_camera_args
+    from helpers_browser import (CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, FIRST_FRAME_S, StreamlitServer, face_clip_y4m,
+                                 fake_camera_args)
 except ImportError:  # imported as the tests package
-    from tests.helpers_browser import (CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, StreamlitServer, face_clip_y4m,
-                                       fake_camera_args)
+    from tests.helpers_browser import (CHROMIUM, CHROMIUM_ARGS, COUNTER_RE, FIRST_FRAME_S, StreamlitServer,
+                                       face_clip_y4m, fake_camera_args)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -137,9 +138,32 @@ def test_eight_sessions_upload_at_once(server, record_property):
     assert all(k >= 1 for k in per_session), summary  # every session got results
 
 
+async def processed_frames(page) -> int:
+    m = COUNTER_RE.search(await page.locator('[data-testid="stMain"]').inner_text())
+    return int(m.group(1)) if m else 0
+
+
+async def start_stream(page, webrtc) -> int:
+    """START; when no frame is processed within FIRST_FRAME_S, STOP (if shown) and START once more. Returns the
+    restarts (0 or 1); a stream that never starts is left to the soak's own checks."""
+    for restarts in (0, 1):
+        if restarts:
+            print(f"webcam soak: no processed frame {FIRST_FRAME_S} s after START; pressing STOP/START once more")
+            stop = webrtc.get_by_role("button", name="STOP")
+            if await stop.count():
+                await stop.click(timeout=10_000)
+        await webrtc.get_by_role("button", name="START").click(timeout=60_000)
+        deadline = time.monotonic() + FIRST_FRAME_S
+        while time.monotonic() < deadline:
+            if await processed_frames(page):
+                return restarts
+            await asyncio.sleep(0.5)
+    return restarts
+
+
 async def soak(url, server, y4m, seconds):
-    """[(seconds since streaming started, processed frames, frames with a face, server RSS MB)] every
-    READ_EVERY_S, for `seconds`."""
+    """([(seconds since the first processed frame, processed frames, frames with a face, server RSS MB)] every
+    READ_EVERY_S for `seconds`, restarts of the stream)."""
     async with async_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                           args=CHROMIUM_ARGS + fake_camera_args(y4m))
@@ -149,7 +173,7 @@ async def soak(url, server, y4m, seconds):
             await page.goto(f"{url}/webcam", timeout=TIMEOUT_MS)
             await wait_idle(page)
             webrtc = page.frame_locator('iframe[title*="webrtc_streamer"]').first
-            await webrtc.get_by_role("button", name="START").click(timeout=60_000)
+            restarts = await start_stream(page, webrtc)
             start, readings = time.monotonic(), []
             while (elapsed := time.monotonic() - start) < seconds:
                 m = COUNTER_RE.search(await page.locator('[data-testid="stMain"]').inner_text())
@@ -160,7 +184,7 @@ async def soak(url, server, y4m, seconds):
                 await asyncio.sleep(READ_EVERY_S)
             await page.screenshot(path=str(ARTIFACTS / "webcam-soak.png"))
             await webrtc.get_by_role("button", name="STOP").click(timeout=10_000)
-            return readings
+            return readings, restarts
         finally:
             await browser.close()
 
@@ -177,7 +201,8 @@ def rate(readings, t0, t1) -> float:
 def test_webcam_soak(server, tmp_path, record_property):
     assert SOAK_S >= 120, "the soak compares its first and last minutes: FER_SOAK_S must be at least 120"
     y4m, source = face_clip_y4m(tmp_path / "face.y4m")
-    readings = asyncio.run(soak(server.url, server, y4m, SOAK_S))
+    readings, restarts = asyncio.run(soak(server.url, server, y4m, SOAK_S))
+    record_property("soak_restarts", restarts)
     started = [r for r in readings if r[1] > 0]
     assert len(started) >= SOAK_S / READ_EVERY_S / 2, f"the counter hardly moved: {readings[:5]}"
     t_first, t_end = started[0][0], started[-1][0]
@@ -188,7 +213,7 @@ def test_webcam_soak(server, tmp_path, record_property):
     faces = started[-1][2] / max(1, started[-1][1])
     summary = (f"webcam soak {t_end - t_first:.0f} s on {source}: {started[-1][1]} frames ({faces:.0%} with a face); "
                f"first minute {first:.1f} fps, last minute {last:.1f} fps; server RSS {rss_first:.0f} MB at start, "
-               f"{rss_minute:.0f} MB after a minute, {rss_end:.0f} MB at the end")
+               f"{rss_minute:.0f} MB after a minute, {rss_end:.0f} MB at the end; restarts: {restarts}")
     print(summary)
     (ARTIFACTS / "webcam-soak.txt").write_text(summary + "\n" + "\n".join(map(str, readings)) + "\n")
     record_property("soak_first_minute_fps", round(first, 2))
