@@ -351,10 +351,10 @@ def restart_stream(page, webrtc, reading):
 def test_webcam_streams_faces(page, app, record_property):
     """START plays the fake camera into the page; the counter must reach WEBCAM_FRAMES processed frames with a
     face, and the stream must hold the fps floor. A stream that shows no processed frame FIRST_FRAME_S after
-    START is stopped and started once more, as a person would: no stream came in twice in some 40 full runs
-    (a local run with START back on the button, a CI run with STOP and 0 frames), while 68 starts in a row on a
-    fully loaded machine all streamed within 11 s. A restart is recorded as `webcam_restarts` and written to
-    webcam-restart.txt with the browser console's WebRTC steps."""
+    START is stopped and started once more, as a person would. No stream came in twice: a local full run (START
+    back on the button) and CI run 27 (STOP shown, 0 frames); 68 starts in a row on a fully loaded machine all
+    streamed within 11 s. A restart is recorded as `webcam_restarts` and written to webcam-restart.txt with the
+    browser console's WebRTC steps."""
     open_page(page, app, "webcam")
     assert_no_exception(page, "/webcam")
     busy = machine_busy()  # before streaming: how much of the CPU other work takes
