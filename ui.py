@@ -9,8 +9,9 @@ import time
 import streamlit as st
 
 from fer_core import FerError
-from fer_core.models.cards import healthy_default, read_cards, weights_dir
-from fer_core.data.faces import DETECTORS
+from fer_core.data.detectors import DETECTORS
+from fer_core.models.cards import (default_name, healthy_default, read_cards, weights_dir, weights_hashed,
+                                   weights_problems)
 
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"
 # Before a fresh server first imports PyTorch: long enough for the browser to fetch the JavaScript of the widgets
@@ -26,30 +27,64 @@ def _recognizer(model, detector):
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _models(directory):
-    """(card names, name to preselect, {name: why its weights cannot load}) of the weights folder
-    `directory`, re-checked every 30 s."""
-    cards = [c for c in read_cards(directory) if not c.get("not_shipped")]  # those only the dashboard compares
-    default, problems = healthy_default(cards, directory)
-    return [c["name"] for c in cards], default, problems
+    """(card names, name to preselect, {name: why its weights cannot load}, whether every model was checked) of
+    the weights folder `directory`, re-checked every 30 s. A fresh server has hashed no weights yet: it checks
+    only the default's (2 MB rather than all 150) before the page, and `check_all_weights` the rest after it."""
+    by_name, cards = _folder(directory)
+    names = [c["name"] for c in cards]
+    first = [c for c in cards if c["name"] == default_name(directory)]
+    if first and not weights_hashed(cards, directory, by_name):
+        default, problems = healthy_default(first, directory, by_name)
+        if default is not None:
+            return names, default, problems, False
+    return names, *healthy_default(cards, directory, by_name), True  # a broken default: choosing needs them all
+
+
+def _folder(directory):
+    """({name: card} of the weights folder, the shipped ones: the others only the dashboard compares)."""
+    by_name = {c["name"]: c for c in read_cards(directory)}
+    return by_name, [c for c in by_name.values() if not c.get("not_shipped")]
 
 
 def sidebar():
     """Model and detector pickers, shared by every page through st.session_state. Models whose weights
-    are missing or corrupt are named with the reason, and the others stay usable."""
-    names, default, problems = _models(str(weights_dir()))
+    are missing or corrupt are named with the reason, and the others stay usable. Returns the container
+    of those warnings, for `check_all_weights` (None when no model can be picked)."""
+    names, default, problems, _ = _models(str(weights_dir()))
     if not names:
         st.sidebar.error("No models found in weights/: the app needs the shipped weights (see the README).")
-        return
+        return None
+    warnings = st.sidebar.container()
     for name, problem in problems.items():
-        st.sidebar.warning(f"Model **{name}** is unavailable: {problem}", icon=":material/broken_image:")
+        _warn(warnings, name, problem)
     if default is None:
         st.sidebar.error("No model has intact weights: restore weights/ from the repository.")
-        return
+        return None
     if st.session_state.get("model") not in names:
         st.session_state["model"] = default
     st.sidebar.selectbox("Model", names, key="model", format_func=lambda n: _model_label(n, default, problems))
     st.session_state.setdefault("detector", DETECTORS[0])
     st.sidebar.selectbox("Face detector", DETECTORS, key="detector", help=DETECTOR_HELP)
+    return warnings
+
+
+def check_all_weights(warnings):
+    """After the page, on a fresh server's first run: hash the weights `sidebar` took on trust and name the
+    broken ones in its `warnings` container (the model menu marks them from the next run on)."""
+    directory = str(weights_dir())
+    _, _, shown, checked = _models(directory)
+    if checked or warnings is None:
+        return
+    by_name, cards = _folder(directory)
+    problems = weights_problems(cards, directory, by_name)
+    _models.clear()
+    for name, problem in problems.items():
+        if name not in shown:
+            _warn(warnings, name, problem)
+
+
+def _warn(container, name, problem):
+    container.warning(f"Model **{name}** is unavailable: {problem}", icon=":material/broken_image:")
 
 
 def _model_label(name, default, problems):

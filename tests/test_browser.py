@@ -226,6 +226,8 @@ def test_first_visit_of_a_fresh_server_shows_title_and_uploader_within_3_s(brows
         spinner_seen = page.locator(MODEL_SPINNER).count() > 0
         wait_idle(page)  # the script run has ended: the model is loaded (ui.recognizer), the page is ready
         ready_s = time.monotonic() - start
+        icon = page.evaluate("document.querySelector('link[rel*=icon]')?.href || ''")  # set after the page (app.py)
+        assert "%F0%9F%8E%AD" in icon, f"the tab's icon is {icon[:100]!r}, not FER Studio's performing-arts emoji"
         screenshot(page, "first-page")
         assert_no_exception(page, "the first visit of a fresh server")
         errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -345,6 +346,37 @@ def test_weights_problems_reads_each_file_once_and_agrees_with_weights_problem(w
     assert sorted(p.name for p in hashed) == ["bad.pt", "good.pt"]
     assert problems == {c["name"]: p for c in read_cards() if (p := cards.weights_problem(c))}
     assert set(problems) == {"bad", "duo"} and "member 'bad'" in problems["duo"]
+
+
+def test_weights_digests_reads_a_file_again_only_when_it_changed(tmp_path, monkeypatch):
+    """The sidebar's check reuses a digest while the file's size, mtime and inode stay, but not for a file changed
+    within RACY_S of its hashing: a second change in the same timestamp tick could keep its mtime."""
+    f = tmp_path / "a.pt"
+    f.write_bytes(b"x" * 1000)
+    os.utime(f, (time.time() - 60,) * 2)
+    hashed, real = [], cards.sha256_file
+    monkeypatch.setattr(cards, "sha256_file", lambda p: hashed.append(p) or real(p))
+    x, y = (hashlib.sha256(c * 1000).hexdigest() for c in (b"x", b"y"))
+    assert cards.weights_digests([f]) == cards.weights_digests([f]) == {f: x}
+    assert hashed == [f]
+    f.write_bytes(b"y" * 1000)  # the same size, changed just now
+    assert cards.weights_digests([f]) == cards.weights_digests([f]) == {f: y}
+    assert hashed == [f] * 3  # too recent to trust its mtime: read on every check
+    os.utime(f, (time.time() - 30,) * 2)
+    assert cards.weights_digests([f]) == cards.weights_digests([f]) == {f: y}
+    assert hashed == [f] * 4
+
+
+def test_weights_hashed_says_whether_a_check_would_read_a_file(weights_dir):
+    _two_models(weights_dir)
+    for f in weights_dir.glob("*.pt"):
+        os.utime(f, (f.stat().st_mtime - 60,) * 2)
+    assert not cards.weights_hashed(read_cards())
+    assert cards.weights_problems(read_cards()) == {}
+    assert cards.weights_hashed(read_cards())
+    _flip_byte(weights_dir / "bad.pt")
+    assert not cards.weights_hashed(read_cards())
+    assert set(cards.weights_problems(read_cards())) == {"bad"}
 
 
 @pytest.mark.slow

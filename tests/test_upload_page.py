@@ -3,6 +3,8 @@ through AppTest's own file_uploader / camera_input support (Streamlit >= 1.6x st
 browser upload would), and the tests read what the page shows."""
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,35 @@ def test_camera_snapshot(app, astronaut_jpeg):
     assert values(app.subheader) == ["camera snapshot"]
     (emotions, probs), = chart_bars(app)
     assert emotions[int(np.argmax(probs))] == "happy"
+
+
+def test_a_corrupt_model_that_is_not_the_default_is_named_once_the_page_is_drawn(tmp_path, monkeypatch):
+    """A fresh server hashes only the default's weights before the page (test_first_page) and the others after
+    it: a broken one is still named in the sidebar in that first run, the default stays picked, and the model
+    menu marks it from the next run on."""
+    import shutil
+
+    from fer_core.models.cards import REPO_WEIGHTS, find_card
+
+    shutil.copytree(REPO_WEIGHTS, tmp_path / "weights")
+    monkeypatch.setenv("FER_WEIGHTS_DIR", str(tmp_path / "weights"))
+    default = find_card(None)["name"]
+    broken = tmp_path / "weights" / "cnn.pt"
+    data_ = bytearray(broken.read_bytes())
+    data_[len(data_) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data_))
+    os.utime(broken, (time.time() - 60,) * 2)  # broken a minute ago: a file changed within RACY_S is hashed each run
+
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    warning, = values(app.sidebar.warning)
+    assert warning.startswith("Model **cnn** is unavailable") and str(broken) in warning and "sha256" in warning
+    menu = app.sidebar.selectbox(key="model")
+    assert menu.value == default
+    app.run()
+    assert values(app.sidebar.warning) == [warning]  # named once, now by the sidebar itself
+    assert "cnn (unavailable)" in app.sidebar.selectbox(key="model").options
+    assert app.sidebar.selectbox(key="model").value == default
 
 
 def test_a_corrupt_default_model_is_named_and_another_one_works(tmp_path, monkeypatch, astronaut_png):

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic
+from .detectors import DETECTORS
 from .fer2013 import cache_dir
 from .images import downscale
 
 log = logging.getLogger(__name__)
 
-DETECTORS = ("auto", "yunet", "haar")
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_MAX_SIDE = 1024  # detect on at most this many pixels per side
 HAAR_MIN_FACE = 0.05  # smallest face, as a share of the picture's shorter side (at least 24 px)

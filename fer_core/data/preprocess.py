@@ -4,16 +4,20 @@ A face goes: BGR/grey picture + box -> `crop_face` (square crop with margin, gre
 -> `faces_to_tensor` (float, normalised) -> model. The FER2013 images are already 48x48 grey
 crops, so training and evaluation enter at `faces_to_tensor`.
 """
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # NumPy, OpenCV and PyTorch load on first use: the app's first page reads the constants below
+    import numpy as np
+    import torch
 
 FACE_SIZE = 48  # FER2013 resolution
 MARGIN = 0.1  # extra context around the detector's box, per side, as a fraction of its size
 MEAN, STD = 0.5, 0.25  # maps [0, 255] grey to about [-2, 2]
 
 
-def crop_face(image: np.ndarray, box) -> np.ndarray:
+def crop_face(image: "np.ndarray", box) -> "np.ndarray":
     """Square crop around `box` (x, y, w, h) of a BGR or grey image -> 48x48 uint8 grey."""
-    import cv2  # cv2 and torch load on first use: model cards read the constants above without them
+    import cv2
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * MARGIN)

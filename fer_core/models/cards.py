@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ..atomic import write_atomic
@@ -188,26 +189,59 @@ def weights_problem(card: dict, directory=None, digests=None, by_name=None):
     return None
 
 
-def weights_problems(cards_list: list, directory=None) -> dict:
+def weights_problems(cards_list: list, directory=None, by_name=None) -> dict:
     """{name: weights_problem} of the cards whose models cannot load. Each weights file is read once (an
-    ensemble's members are other cards' files) and two are hashed at a time (hashlib lets go of the GIL): the
-    app's sidebar runs this before a page's first element, over some 150 MB of shipped weights."""
-    from concurrent.futures import ThreadPoolExecutor
-    by_name = {c["name"]: c for c in read_cards(directory)}
+    ensemble's members are other cards' files), and not at all when this process hashed it before and it has
+    not changed since (`weights_digests`). `by_name`: {name: card} of the whole folder, when already read."""
+    by_name = by_name if by_name is not None else {c["name"]: c for c in read_cards(directory)}
+    digests = weights_digests(weights_files(cards_list, directory, by_name))
+    return {c["name"]: p for c in cards_list if (p := weights_problem(c, directory, digests, by_name))}
+
+
+def weights_hashed(cards_list: list, directory=None, by_name=None) -> bool:
+    """Whether `weights_problems(cards_list)` would read no file: every one has a digest this process can reuse."""
+    by_name = by_name if by_name is not None else {c["name"]: c for c in read_cards(directory)}
+    return all(_stat_key(f) in _digests for f in weights_files(cards_list, directory, by_name))
+
+
+def weights_files(cards_list: list, directory, by_name: dict) -> list:
+    """The shipped weights files that exist among those of `cards_list` and their ensembles' members."""
     needed = [by_name.get(m.get("name")) for c in cards_list if c.get("arch") == "ensemble"
               for m in c.get("members", [])] + [c for c in cards_list if c.get("arch") != "ensemble"]
     files = sorted({weights_path(c, directory) for c in needed
                     if c and c.get("arch") != "ensemble" and not c.get("not_shipped")})
-    files = [f for f in files if f.is_file()]
+    return [f for f in files if f.is_file()]
+
+
+_digests = {}  # {(path, size, mtime_ns, inode): sha256} of the weights files this process has hashed
+RACY_S = 2  # a file changed this recently is hashed again on every check (below)
+
+
+def weights_digests(files: list) -> dict:
+    """{path: sha256} of `files`, two hashed at a time (hashlib lets go of the GIL: the app's sidebar checks some
+    150 MB of shipped weights). A file this process hashed before is read again only when its size, mtime or
+    inode changed, or when it had changed less than RACY_S before it was hashed: a second change within the
+    filesystem's timestamp granularity could keep its mtime (git's "racily clean" files). Loading a model hashes
+    its file afresh (`weights_problem`)."""
+    from concurrent.futures import ThreadPoolExecutor
+    keys = {f: _stat_key(f) for f in files}
+    todo = [f for f in files if keys[f] not in _digests]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = dict(zip(files, pool.map(sha256_file, files)))
-    return {c["name"]: p for c in cards_list if (p := weights_problem(c, directory, digests, by_name))}
+        fresh = dict(zip(todo, pool.map(sha256_file, todo)))
+    settled = time.time_ns() - RACY_S * 10**9
+    _digests.update({keys[f]: d for f, d in fresh.items() if keys[f][2] < settled})
+    return {f: fresh.get(f) or _digests[keys[f]] for f in files}
 
 
-def healthy_default(cards_list: list, directory=None):
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def healthy_default(cards_list: list, directory=None, by_name=None):
     """(name of the model to preselect, {name: problem} of the broken ones): the default card if it is
     intact, else the most accurate intact one; None when none is intact."""
-    problems = weights_problems(cards_list, directory)
+    problems = weights_problems(cards_list, directory, by_name)
     intact = [c for c in cards_list if c["name"] not in problems]
     if not intact:
         return None, problems
