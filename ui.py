@@ -14,8 +14,9 @@ from fer_core.models.cards import (default_name, healthy_default, read_cards, we
                                    weights_problems)
 
 DETECTOR_HELP = "auto: YuNet when its model is available, else OpenCV's Haar cascade"
-# Before a fresh server first imports PyTorch: long enough for the browser to fetch the JavaScript of the widgets
-# just sent (the same Python process serves it), which the import and the model's load would hold up behind the GIL.
+# Before a fresh server first imports the model's code: long enough for the browser to fetch the JavaScript of the
+# widgets just sent (the same Python process serves it), which the imports and the model's load would hold up behind
+# the GIL.
 FIRST_IMPORT_PAUSE_S = 0.3
 
 
@@ -99,11 +100,11 @@ def selection():
 
 
 def before_first_heavy_import():
-    """Call with the page's first elements sent and before PyTorch's import: on a fresh server (PyTorch not loaded
-    yet) a FIRST_IMPORT_PAUSE_S pause lets the browser draw them. Measured on the upload page (2 cores, 3 fresh
-    servers each): the uploader showed 0.8 s after the title without it, 0.0-0.2 s with it, and the model was
-    ready no later."""
-    if "torch" not in sys.modules:
+    """Call with the page's first elements sent and before the model's imports: on a fresh server (its recognizer
+    module not loaded yet) a FIRST_IMPORT_PAUSE_S pause lets the browser draw them. Measured on the upload page
+    (2 cores, 3 fresh servers each) when that import was PyTorch's: the uploader showed 0.8 s after the title
+    without it, 0.0-0.2 s with it, and the model was ready no later."""
+    if "fer_core.inference.recognizer" not in sys.modules:
         time.sleep(FIRST_IMPORT_PAUSE_S)
 
 

@@ -57,22 +57,24 @@ def show_downloads(results):
                         mime="application/json", on_click="ignore", icon=":material/download:")
 
 
-def show_face(key, index, face, crop, model, heat):
-    """One row: the label, the face's probability chart, and its Grad-CAM heat map when asked for.
-    `key` makes the chart unique when two faces have the same probabilities (the same photo twice)."""
+def show_face(key, index, face, crop, model):
+    """One row: the label, the face's probability chart, and its Grad-CAM heat map when `model` (the fp32 PyTorch
+    model) is given. `key` makes the chart unique when two faces have the same probabilities (the same photo twice)."""
     chart_col, cam_col = st.columns([3, 1], vertical_alignment="center")
     with chart_col:
         st.markdown(f"**Face {index}: {label_text(face)}**")
         st.plotly_chart(probability_chart(face.scores), config={"displayModeBar": False}, key=f"{key}-{index}")
-    if heat:
+    if model is not None:
+        from fer_core.inference.gradcam import grad_cam, overlay  # PyTorch: loaded only once heat maps are asked for
         cam = overlay(crop, grad_cam(model, crop, target=face.label))
         cam_col.image(cam[:, :, ::-1], caption=f"Grad-CAM for {face.label}", width="stretch")
     else:
         cam_col.image(crop, caption="the face as the model sees it", width="stretch")
 
 
-def show_result(key, result, model, heat):
-    """One picture: the annotated photo beside a row per face, or a friendly message."""
+def show_result(key, result, model):
+    """One picture: the annotated photo beside a row per face (with heat maps when `model` is given), or a
+    friendly message."""
     st.subheader(result.name, divider="gray")
     if result.error:
         st.error(f"**{result.name}**: {result.error}")
@@ -85,7 +87,7 @@ def show_result(key, result, model, heat):
         if not result.faces:
             st.info(f"**{result.name}**: no face found. {NO_FACE_HINT}")
         for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
-            show_face(key, index, face, crop, model, heat)
+            show_face(key, index, face, crop, model)
 
 
 st.title("Upload & classify")
@@ -95,11 +97,11 @@ heat = st.toggle("Show Grad-CAM heat maps", key="show_gradcam",
 flip = st.toggle("Average each face with its mirror image", value=True, key="flip_tta",
                  help="Test-time augmentation: about twice the model's time per face, and the accuracy of "
                       "the 'val accuracy (TTA)' column on the Model comparison page rather than 'val accuracy'.")
-# Only now, with the title and the uploader sent (and, on a fresh server, drawn), do OpenCV and PyTorch load, and
-# the model behind a spinner (ui.recognizer): a first visit shows the page at once, the first upload need not wait.
+# Only now, with the title and the uploader sent (and, on a fresh server, drawn), do NumPy, OpenCV and ONNX Runtime
+# load, and the model behind a spinner (ui.recognizer): a first visit shows the page at once, the first upload need
+# not wait. PyTorch loads only for Grad-CAM, or where the model has no usable int8 file.
 ui.before_first_heavy_import()
 from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
-from fer_core.inference.gradcam import grad_cam, overlay  # noqa: E402
 
 recognizer = ui.recognizer()
 if inputs:
@@ -109,5 +111,9 @@ if inputs:
         results = [analysed(recognizer, ui.selection(), name, data, UPLOAD_TTA if flip else "none")
                    for name, data in inputs]
     show_downloads(results)
+    model = None
+    if heat and any(r.faces for r in results):
+        with st.spinner("Loading the model for Grad-CAM…"):
+            model = recognizer.model
     for number, result in enumerate(results):
-        show_result(f"chart-{number}", result, recognizer.model, heat)
+        show_result(f"chart-{number}", result, model)

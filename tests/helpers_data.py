@@ -4,6 +4,7 @@ Every face is a synthetic 48x48 grey picture: an oval face with eyes and a mouth
 on the class, on a shaded background, plus noise, so the classes are learnable and no two images are
 equal. The builders return the counts they wrote, {split: {emotion: n}}, for the tests to compare.
 """
+import json
 import os
 import subprocess
 import sys
@@ -141,6 +142,16 @@ def cli_env(**extra) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def fresh_python_json(code: str, timeout=300) -> dict:
+    """Run `code` in a bare interpreter (only the repository importable: nothing this test process loaded, one
+    thread, offline) and return the JSON object its last printed line holds."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                              "FER_OFFLINE": "1", "HOME": str(Path.home())})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_cli(*args, env=None, timeout=120, **kwargs):

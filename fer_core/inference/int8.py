@@ -6,12 +6,12 @@ runs it) to ONNX, quantizes it statically (QDQ: per-channel int8 weights, uint8 
 measures the file's accuracy on the val split of every dataset the card has metrics for, times it on this
 CPU and records it all in the card's `int8` block with the file's sha256 and the sha256 of the weights it
 was made from. `load` refuses a file that is missing, corrupt (sha256) or stale (made from other weights),
-and `Int8Model` runs it as a torch module, so `evaluate.predict_logits`, TTA and the recognizer use it
-unchanged. An ensemble has no file of its own: its int8 build is its members' int8 files combined as the
-fp32 ensemble combines them, and its card's block records those files' sha256s and the ensemble's own figures.
+and `Int8Model` runs it as a torch module, so `evaluate.predict_logits` and TTA use it unchanged; the
+recognizer runs the same file without PyTorch (`int8_runtime`, which also holds the checks). An ensemble has
+no file of its own: its int8 build is its members' int8 files combined as the fp32 ensemble combines them, and
+its card's block records those files' sha256s and the ensemble's own figures.
 Measured choices: docs/speed.md.
 """
-import hashlib
 import tempfile
 import warnings
 from datetime import datetime, timezone
@@ -29,88 +29,27 @@ from ..models.ensemble import COMBINE
 from ..models.measure import VIEWS, dataset_info, split_metrics
 from ..models.registry import fuse_conv_bn
 from ..models.speed import card_machine, latency_ms
+from .int8_runtime import INPUT, OUTPUT, Int8Net, ensemble_problem, int8_path, problem, source_sha256  # noqa: F401
 
 METHOD = ("onnxruntime static quantization, QDQ format: per-channel symmetric int8 weights, uint8 activations "
           "(reduce_range), MinMax ranges")
 CALIBRATION_FACES = 1024  # FER2013 training faces, drawn at random with CALIBRATION_SEED
 CALIBRATION_SEED = 0
 CALIBRATION_BATCH = 64
-INPUT, OUTPUT = "faces", "logits"
-
-
-def int8_path(card: dict, directory=None) -> Path:
-    return cards.weights_dir(directory) / (card.get("int8") or {}).get("file", f"{card['name']}.int8.onnx")
-
-
-def source_sha256(card: dict) -> str:
-    """The weights an int8 file is made from: the card's fp16 file, or for an ensemble its members' files."""
-    if card.get("sha256"):
-        return card["sha256"]
-    return hashlib.sha256(" ".join(m["sha256"] for m in card.get("members", [])).encode()).hexdigest()
-
-
-def problem(card: dict, directory=None):
-    """Why the card's int8 file cannot be used (a message naming the file), or None when it can."""
-    if card.get("arch") == ensemble.ARCH:
-        return ensemble_problem(card, directory)
-    block = card.get("int8")
-    path = int8_path(card, directory)
-    if not block:
-        return f"{card['name']} has no int8 file (make one with: python -m fer_core quantize --model {card['name']})"
-    if not path.exists():
-        return f"{path} is missing (named by the card {card['name']}.json)"
-    if cards.sha256_file(path) != block.get("sha256"):
-        return f"{path} does not match the sha256 in {card['name']}.json (corrupt or changed)"
-    if block.get("source_sha256") != source_sha256(card):
-        return (f"{path} is stale: it was made from other weights than {card['name']}'s "
-                f"(run: python -m fer_core quantize --model {card['name']})")
-    return None
-
-
-def ensemble_problem(card: dict, directory=None):
-    """Why an ensemble's int8 build cannot be used: no block, a member's int8 file that cannot, or one that
-    changed since the ensemble's int8 figures were measured. None when it can."""
-    block, name = card.get("int8"), card["name"]
-    if not block:
-        return f"{name} has no int8 build (make one with: python -m fer_core quantize --model {name})"
-    for m in card.get("members", []):
-        member = cards.find_card(m["name"], directory)
-        why = problem(member, directory)
-        if why:
-            return f"ensemble {name}: {why}"
-        if block.get("members", {}).get(member["name"]) != member["int8"]["sha256"]:
-            return (f"ensemble {name}: {int8_path(member, directory)} changed since the ensemble's int8 build was "
-                    f"measured (run: python -m fer_core quantize --model {name})")
-    if block.get("source_sha256") != source_sha256(card):
-        return f"ensemble {name}: its int8 build was made from other members (run: python -m fer_core quantize ...)"
-    return None
 
 
 class Int8Model(nn.Module):
-    """An ONNX Runtime session as a torch module: float [N, 1, 48, 48] in, float logits [N, 7] out, on the CPU.
-    Safe to share between threads (ONNX Runtime's `run` is). `spin`: its threads busy-wait a while after each
-    run, ready for the next; that saves 0.1 ms per call on one model, but an ensemble's members run one after
-    another and each one's spinning threads slow the next (measured: 7 full-width VGG13s 34.6 ms per face with
-    spinning, 6.3 ms without; one vgg13_s 0.21 ms with, 0.31 ms without)."""
+    """An int8 file as a torch module (`int8_runtime.Int8Net` inside): float [N, 1, 48, 48] in, float logits [N, 7]
+    out, on the CPU, for what takes torch modules: `evaluate.predict_logits`, `benchmark`, ensembles of them."""
 
     def __init__(self, path, threads=None, spin=True):
         super().__init__()
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # a truncated or foreign file: ONNX Runtime's own error types
-            raise WeightsError(f"{path} could not be loaded by ONNX Runtime: {e}") from None
-        self.path = Path(path)
+        self.runtime = Int8Net(path, threads, spin)
+        self.path = self.runtime.path
         self.eval()
 
     def forward(self, x):
-        x = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
+        return torch.from_numpy(self.runtime(x.detach().cpu().numpy()))
 
 
 def load(card: dict, directory=None) -> Int8Model:

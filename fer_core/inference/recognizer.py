@@ -4,17 +4,14 @@ import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from ..data.emotions import EMOTIONS
 from ..data.faces import create_detector
 from ..data.images import load_image, load_image_reduced
 from ..data.preprocess import FACE_SIZE, crop_face
 from ..errors import FerError
-from ..models.cards import find_card, load_model
-from ..models.evaluate import predict_logits, softmax
-from ..models.registry import for_inference
-from . import int8
+from ..models.cards import find_card
+from . import int8_runtime
 
 log = logging.getLogger(__name__)
 BACKENDS = ("int8", "torch")
@@ -50,27 +47,29 @@ class EmotionRecognizer:
     stale, or the device is not the CPU, a logged warning names the problem and the fp32 PyTorch model is used) or
     "torch".
     `backend_used` says which one classifies; `model` is always the PyTorch model (Grad-CAM's), loaded on first use.
+    The int8 backend runs without PyTorch (`int8_runtime`): it is imported only for the fp32 model.
     """
 
     def __init__(self, model=None, detector="auto", device="cpu", weights_dir=None, backend="int8"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        self.device, self.weights_dir = torch.device(device), weights_dir
+        self.device, self.weights_dir = device, weights_dir
         self.card = find_card(model, weights_dir)
-        self._model, self._lock = None, threading.Lock()
-        self.net = self._int8() if backend == "int8" else None
-        self.backend_used = "torch" if self.net is None else "int8"
-        if self.net is None:
-            self.net = self.model
+        self._model, self._net, self._lock = None, None, threading.Lock()
+        self.runtime = self._int8() if backend == "int8" else None  # int8_runtime's net: no PyTorch needed
+        self.backend_used = "torch" if self.runtime is None else "int8"
+        if self.runtime is None:
+            self._net = self.model
         self.temperature = float(self.card.get("temperature", 1.0))
         self.detector = create_detector(detector)
 
     def _int8(self):
-        """The int8 model, or None after a warning naming why it cannot be used."""
-        why = "int8 runs on the CPU only" if self.device.type != "cpu" else int8.problem(self.card, self.weights_dir)
+        """The int8 net, or None after a warning naming why it cannot be used."""
+        on_cpu = str(self.device).split(":")[0] == "cpu"
+        why = int8_runtime.problem(self.card, self.weights_dir) if on_cpu else "int8 runs on the CPU only"
         if why is None:
             try:
-                return int8.load(self.card, self.weights_dir)
+                return int8_runtime.load(self.card, self.weights_dir)
             except (FerError, ImportError) as e:  # an unreadable file, or no onnxruntime installed
                 why = str(e)
         log.warning("%s: using the fp32 PyTorch model instead of int8: %s", self.name, why)
@@ -79,11 +78,23 @@ class EmotionRecognizer:
     @property
     def model(self):
         """The fp32 PyTorch model, BatchNorm folded and channels-last (faster on a CPU): what Grad-CAM reads and
-        what classifies with backend="torch"."""
+        what classifies with backend="torch". PyTorch is imported here, on first use."""
         with self._lock:
             if self._model is None:
+                from ..models.cards import load_model
+                from ..models.registry import for_inference
                 self._model = for_inference(load_model(self.name, self.weights_dir, self.device)[0])
         return self._model
+
+    @property
+    def net(self):
+        """The classifying network as a torch module, for what takes one (`benchmark` times it): the fp32 model, or
+        the same int8 file in `int8.Int8Model`, made on first use."""
+        with self._lock:
+            if self._net is None:
+                from . import int8
+                self._net = int8.load(self.card, self.weights_dir)
+        return self._net
 
     @property
     def name(self) -> str:
@@ -102,12 +113,16 @@ class EmotionRecognizer:
     def classify(self, faces, tta="none") -> np.ndarray:
         """uint8 faces [N, 48, 48] (or one [48, 48]) -> probabilities [N, 7] in EMOTIONS order.
         `tta`: "none", "flip" (also the face's mirror image) or "tencrop" (fer_core.models.evaluate.tta_views):
-        the logits averaged over those views, as the card's val_tta figure was measured."""
+        the logits averaged over those views, as the card's val_tta figure was measured. The int8 backend runs
+        "none" and "flip" without PyTorch and ten-crop through it (the same int8 file)."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
             faces = faces[None]
         if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE) or faces.dtype != np.uint8:
             raise ValueError(f"faces must be uint8 [N, {FACE_SIZE}, {FACE_SIZE}], got {faces.dtype} {faces.shape}")
+        if self.runtime is not None and tta in int8_runtime.TTA:
+            return int8_runtime.softmax(int8_runtime.predict_logits(self.runtime, faces, tta), self.temperature)
+        from ..models.evaluate import predict_logits, softmax  # PyTorch: the fp32 backend, or ten-crop's crops
         return softmax(predict_logits(self.net, faces, self.device, tta=tta), self.temperature)
 
     def predict(self, image, tta="none") -> list:

@@ -120,6 +120,19 @@ def find_card(name=None, directory=None) -> dict:
     raise WeightsError(f"unknown model {name!r}; shipped: {', '.join(c['name'] for c in cards)}")
 
 
+def member_cards(card: dict, directory=None) -> list:
+    """The cards of an ensemble's members, refusing (WeightsError) members whose weights changed since the
+    ensemble was measured."""
+    found = []
+    for m in card.get("members", []):
+        member = find_card(m["name"], directory)
+        if member.get("sha256") != m.get("sha256"):
+            raise WeightsError(f"ensemble {card['name']!r}: member {m['name']!r} has other weights than the ones it "
+                               f"was measured with; rebuild it with: python -m fer_core ensemble ...")
+        found.append(member)
+    return found
+
+
 def val_accuracy(card: dict, dataset=card_schema.PRIMARY) -> float:
     """Accuracy on `dataset`'s val split (0 when not measured): what models are ranked by."""
     return card_schema.accuracy(card, dataset) or 0.0

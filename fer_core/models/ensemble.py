@@ -15,6 +15,7 @@ import torch.nn as nn
 from ..data.emotions import EMOTIONS
 from ..errors import WeightsError
 from . import card_schema, cards
+from .cards import member_cards
 from .measure import measure_card
 from .registry import count_params
 
@@ -31,19 +32,6 @@ class Ensemble(nn.Module):
     def forward(self, x):
         probs = torch.stack([torch.softmax(m(x).float() / t, dim=1) for m, t in zip(self.members, self.temperatures)])
         return probs.mean(0).clamp_min(1e-12).log()
-
-
-def member_cards(card: dict, directory=None) -> list:
-    """The cards of an ensemble's members, refusing (WeightsError) members whose weights changed since the
-    ensemble was measured."""
-    found = []
-    for m in card.get("members", []):
-        member = cards.find_card(m["name"], directory)
-        if member.get("sha256") != m.get("sha256"):
-            raise WeightsError(f"ensemble {card['name']!r}: member {m['name']!r} has other weights than the ones it "
-                               f"was measured with; rebuild it with: python -m fer_core ensemble ...")
-        found.append(member)
-    return found
 
 
 def load(card: dict, directory=None, device="cpu") -> Ensemble:
