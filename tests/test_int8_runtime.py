@@ -1,6 +1,9 @@
 """fer_core.inference.int8_runtime, the recognizer's int8 path without PyTorch: the same normalisation and TTA views
 as the torch path, the same logits as `int8.Int8Model` through `evaluate.predict_logits` (single models and an
 ensemble, on real faces), and a recognizer that classifies a real photo with PyTorch never imported."""
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,19 @@ def test_logits_match_the_torch_wrapper_through_evaluate(faces, name):
     for tta in TTA:
         expected = softmax(predict_logits(theirs, faces, "cpu", tta=tta), float(card.get("temperature", 1.0)))
         assert np.abs(rec.classify(faces, tta=tta) - expected).max() < 1e-5, tta
+
+
+def test_threads_follow_pytorch_where_loaded_else_the_environment_or_the_usable_cpus(monkeypatch):
+    import torch
+    assert int8_runtime.default_threads() == torch.get_num_threads()
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert int8_runtime.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert int8_runtime.default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS and Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert int8_runtime.default_threads() == 6
 
 
 def test_softmax_matches_the_torch_one():

@@ -72,10 +72,11 @@ def ensemble_problem(card: dict, directory=None):
 
 def default_threads() -> int:
     """PyTorch's thread count where it is loaded (the tests and training set it), else OMP_NUM_THREADS or the
-    CPUs this process may use."""
+    CPUs this process may use (all of them where the OS cannot say: macOS, Windows)."""
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
-    return int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or usable
 
 
 class Int8Net:
