@@ -39,13 +39,13 @@ CALIBRATION_BATCH = 64
 
 
 class Int8Model(nn.Module):
-    """An int8 file as a torch module (`int8_runtime.Int8Net` inside): float [N, 1, 48, 48] in, float logits [N, 7]
-    out, on the CPU, for what takes torch modules: `evaluate.predict_logits`, `benchmark`, ensembles of them."""
+    """An `int8_runtime` net (an int8 file's session, or an ensemble of them) as a torch module: float [N, 1, 48, 48]
+    in, float logits [N, 7] out, on the CPU, for what takes torch modules: `evaluate.predict_logits`, `benchmark`
+    (which so times the very session the recognizer classifies with), ensembles of them."""
 
-    def __init__(self, path, threads=None, spin=True):
+    def __init__(self, runtime):
         super().__init__()
-        self.runtime = Int8Net(path, threads, spin)
-        self.path = self.runtime.path
+        self.runtime = runtime
         self.eval()
 
     def forward(self, x):
@@ -59,13 +59,13 @@ def load(card: dict, directory=None) -> Int8Model:
         raise WeightsError(why)
     if card.get("arch") == ensemble.ARCH:
         return ensemble_model(card, directory)
-    return Int8Model(int8_path(card, directory))
+    return Int8Model(Int8Net(int8_path(card, directory)))
 
 
 def ensemble_model(card: dict, directory=None) -> ensemble.Ensemble:
     """An ensemble of its members' int8 models, each at its calibrated temperature (as `ensemble.load`)."""
     members = ensemble.member_cards(card, directory)
-    return ensemble.Ensemble([Int8Model(int8_path(m, directory), spin=False) for m in members],
+    return ensemble.Ensemble([Int8Model(Int8Net(int8_path(m, directory), spin=False)) for m in members],
                              [float(m.get("temperature", 1.0)) for m in members]).eval()
 
 
@@ -163,7 +163,7 @@ def build_single(card: dict, fer, directory=None, calibration=CALIBRATION_FACES)
     faces = calibration_faces(fer.load("train"), calibration)
     path = int8_path({"name": card["name"]}, directory)
     quantize(model, faces, path)
-    block = measured(Int8Model(path), fer, card)
+    block = measured(Int8Model(Int8Net(path)), fer, card)
     card = cards.find_card(card["name"], directory)  # as it is now: others may have written it meanwhile
     card["int8"] = {
         "file": path.name, "sha256": cards.sha256_file(path), "size_bytes": path.stat().st_size,

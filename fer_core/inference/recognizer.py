@@ -89,11 +89,11 @@ class EmotionRecognizer:
     @property
     def net(self):
         """The classifying network as a torch module, for what takes one (`benchmark` times it): the fp32 model, or
-        the same int8 file in `int8.Int8Model`, made on first use."""
+        this recognizer's own int8 session in `int8.Int8Model` (PyTorch imported on first use)."""
         with self._lock:
             if self._net is None:
-                from . import int8
-                self._net = int8.load(self.card, self.weights_dir)
+                from .int8 import Int8Model
+                self._net = Int8Model(self.runtime)
         return self._net
 
     @property
