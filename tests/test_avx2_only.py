@@ -22,17 +22,20 @@ spec.loader.exec_module(avx2_only)
 def synthetic_library() -> bytearray:
     """Bytes holding each pattern once, amid filler."""
     parts = [b"\x90" * 100]
-    for pattern in avx2_only.JUMPS.values():
-        parts += [bytes.fromhex(pattern), b"\xcc" * 50]
+    for pattern, _ in avx2_only.JUMPS.values():
+        parts += [bytes.fromhex(pattern), b"\x12\x34\x56\x78" + b"\xcc" * 50]  # a rel32 after the AMX jne
     return bytearray(b"".join(parts))
 
 
-def test_the_patch_turns_exactly_the_two_jumps():
+def test_the_patch_turns_exactly_the_three_jumps():
     before = synthetic_library()
     after = avx2_only.patch(bytearray(before))
     changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
-    assert len(after) == len(before) and len(changed) == 2
-    assert all(before[i] == 0x74 and after[i] == 0xEB for i in changed)  # je -> jmp, same length
+    assert len(after) == len(before) and len(changed) == 4
+    turned = [(before[i], after[i]) for i in changed]
+    # AVX-VNNI, AVX-512: je -> jmp; AMX: jne rel32 (0f 85) -> nop, jmp rel32 (90 e9), its offset kept
+    assert turned == [(0x74, 0xEB), (0x74, 0xEB), (0x0F, 0x90), (0x85, 0xE9)]
+    assert after.count(b"\x90\xe9\x12\x34\x56\x78") == 1
 
 
 @pytest.mark.parametrize("twice", [False, True])

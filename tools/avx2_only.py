@@ -9,9 +9,9 @@ What it limits, and how:
 - OpenCV: OPENCV_CPU_DISABLE (its dispatcher and checkHardwareSupport report no AVX-512);
 - NumPy: NPY_DISABLE_CPU_FEATURES;
 - ONNX Runtime has no such setting: its MLAS library picks its kernels from CPUID once, when it loads. This
-  script copies the installed onnxruntime package into DIR and, in the copy, turns the two conditional jumps
-  that enter MLAS's AVX-VNNI and AVX-512 branches into jumps past them, so the AVX2 kernels (vpmaddubsw, no VNNI)
-  stay chosen. It knows the bytes of the builds it was checked on, refuses others, and proves the copy works by
+  script copies the installed onnxruntime package into DIR and, in the copy, turns the three conditional jumps
+  that enter MLAS's AVX-VNNI, AVX-512 and AMX (Intel Sapphire Rapids and later) branches into jumps past them,
+  so the AVX2 kernels (vpmaddubsw, no VNNI) stay chosen. It knows the bytes of the builds it was checked on, refuses others, and proves the copy works by
   a product that only AVX2's kernels saturate (`saturates`).
 The core is still this machine's, faster than many AVX2-only ones: docs/speed.md calibrates against one. The
 benchmark's TFLite peer (XNNPACK) cannot be limited and keeps AVX-512, which only makes our ratio look worse.
@@ -30,11 +30,12 @@ ENV = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     "FER_CPU_LIMIT": LIMIT,
 }
-JUMPS = {  # MLAS's platform set-up in onnxruntime 1.32.0's x86-64 Linux wheel: the bytes up to a `je`
-    "AVX-VNNI": "b807000000b9010000000fa2a81074",  # cpuid leaf 7 sub-leaf 1; test $0x10 (AVX-VNNI); je
-    "AVX-512": "41f7c200000100740e4c89c048f7d0a8e0",  # test $0x10000 (AVX512F); je, then the XCR0 test
+JUMPS = {  # MLAS's platform set-up in onnxruntime 1.32.0's x86-64 Linux wheel: name: (bytes, where the jump is)
+    "AVX-VNNI": ("b807000000b9010000000fa2a81074", 14),  # cpuid leaf 7 sub-leaf 1; test $0x10 (AVX-VNNI); je
+    "AVX-512": ("41f7c200000100740e4c89c048f7d0a8e0", 7),  # test $0x10000 (AVX512F); je, then the XCR0 test
+    "AMX": ("41f7d14181e1000000030f85", 10),  # not; and $0x3000000 (AMX-TILE, AMX-INT8 missing?); jne rel32
 }
-JUMP_OFFSET = {"AVX-VNNI": 14, "AVX-512": 7}  # where the `je` (0x74) is in each pattern
+PAST = {"74": "eb", "0f85": "90e9"}  # je rel8 -> jmp rel8; jne rel32 -> nop, jmp rel32 (same length and target)
 SATURATION_CHECK = """
 import numpy as np, onnxruntime as ort
 from onnx import TensorProto, helper
@@ -59,15 +60,16 @@ def library(package: Path) -> Path:
 
 
 def patch(data: bytearray) -> bytearray:
-    """`data` (the extension's bytes) with MLAS's AVX-VNNI and AVX-512 branches skipped; RuntimeError when a
+    """`data` (the extension's bytes) with MLAS's AVX-VNNI, AVX-512 and AMX branches skipped; RuntimeError when a
     pattern is not found exactly once (another build)."""
-    for name, pattern in JUMPS.items():
+    for name, (pattern, offset) in JUMPS.items():
         pattern = bytes.fromhex(pattern)
         at = data.find(pattern)
         if at < 0 or data.find(pattern, at + 1) >= 0:
             raise RuntimeError(f"this onnxruntime build is not one tools/avx2_only.py knows (the {name} branch "
                                f"{'is not there' if at < 0 else 'is there twice'}); it was checked on 1.32.0")
-        data[at + JUMP_OFFSET[name]] = 0xEB  # je -> jmp: always past the branch
+        jump = pattern[offset:offset + (2 if pattern[offset] == 0x0F else 1)]  # the conditional jump's opcode
+        data[at + offset:at + offset + len(jump)] = bytes.fromhex(PAST[jump.hex()])  # always past the branch
     return data
 
 
