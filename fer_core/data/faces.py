@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..atomic import write_bytes_atomic
+from ..ort_options import DETECTOR_SPIN_US, session_options, usable_cpus
 from .detectors import DETECTORS
 from .fer2013 import cache_dir
 from .images import downscale
@@ -84,13 +85,9 @@ class YuNetDetector:
     def __init__(self, model_path):
         import onnxruntime as ort
         self.model_path = Path(model_path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        # No busy-waiting after a run: the classifier's session runs next, and two sessions spinning on 2 cores
-        # slowed a webcam frame from 3.1 to 7.5 ms (AVX2 code paths; docs/speed.md)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning briefly (ort_options): the classifier's session runs next, and two sessions spinning without
+        # bound on 2 cores slowed a webcam frame from 3.1 to 7.5 ms (AVX2 code paths; docs/speed.md)
+        options = session_options(usable_cpus(), DETECTOR_SPIN_US)
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [f"{head}_{stride}" for head in ("cls", "obj", "bbox") for stride in YUNET_STRIDES]

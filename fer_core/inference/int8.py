@@ -65,7 +65,7 @@ def load(card: dict, directory=None) -> Int8Model:
 def ensemble_model(card: dict, directory=None) -> ensemble.Ensemble:
     """An ensemble of its members' int8 models, each at its calibrated temperature (as `ensemble.load`)."""
     members = ensemble.member_cards(card, directory)
-    return ensemble.Ensemble([Int8Model(Int8Net(int8_path(m, directory), spin=False)) for m in members],
+    return ensemble.Ensemble([Int8Model(Int8Net(int8_path(m, directory), spin_us=0)) for m in members],
                              [float(m.get("temperature", 1.0)) for m in members]).eval()
 
 

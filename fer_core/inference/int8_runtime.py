@@ -15,6 +15,7 @@ import numpy as np
 from ..data.preprocess import MEAN, STD
 from ..errors import WeightsError
 from ..models import cards
+from ..ort_options import SPIN_US, session_options, usable_cpus
 
 INPUT, OUTPUT = "faces", "logits"  # the int8 files' input and output names
 ENSEMBLE = "ensemble"  # an ensemble card's arch: its int8 build is its members' files
@@ -75,24 +76,17 @@ def default_threads() -> int:
     CPUs this process may use (all of them where the OS cannot say: macOS, Windows)."""
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return int(os.environ.get("OMP_NUM_THREADS") or 0) or usable
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or usable_cpus()
 
 
 class Int8Net:
     """An int8 file in an ONNX Runtime session: float32 [N, 1, 48, 48] in, float32 logits [N, 7] out. Safe to share
-    between threads (ONNX Runtime's `run` is). `spin`: its threads busy-wait a while after each run, ready for the
-    next; that saves 0.1 ms per call on one model, but an ensemble's members run one after another and each one's
-    spinning threads slow the next (measured: 7 full-width VGG13s 34.6 ms per face with spinning, 6.3 ms without;
-    one vgg13_s 0.21 ms with, 0.31 ms without)."""
+    between threads (ONNX Runtime's `run` is). Its idle threads busy-wait for at most `spin_us` microseconds
+    (`ort_options`: an ensemble's members do not)."""
 
-    def __init__(self, path, threads=None, spin=True):
+    def __init__(self, path, threads=None, spin_us=SPIN_US):
         import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        options = session_options(threads or default_threads(), spin_us)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # a truncated or foreign file: ONNX Runtime's own error types
@@ -126,7 +120,7 @@ def load(card: dict, directory=None):
     members = cards.member_cards(card, directory)
     if not members:
         raise WeightsError(f"ensemble {card['name']!r} lists no members")
-    return Int8Ensemble([Int8Net(int8_path(m, directory), spin=False) for m in members],
+    return Int8Ensemble([Int8Net(int8_path(m, directory), spin_us=0) for m in members],
                         [m.get("temperature", 1.0) for m in members])
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..data.preprocess import FACE_SIZE
 from ..errors import FerError
+from ..ort_options import usable_cpus
 from .registry import for_inference
 
 CPU_LIMIT_ENV = "FER_CPU_LIMIT"  # set by tools/avx2_only.py: this process runs narrower code paths than its CPU has
@@ -40,7 +41,7 @@ def cpu_flags() -> list:
 def machine() -> dict:
     """The CPU a figure was measured on: model name, cores this process may use, SIMD flags, torch threads, and
     `limited_to` when FER_CPU_LIMIT says the libraries were held to narrower code paths than the CPU has."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cpus()
     limit = os.environ.get(CPU_LIMIT_ENV)
     return {"cpu": cpu_name(), "cores": cores, "flags": cpu_flags(), "threads": torch.get_num_threads(),
             **({"limited_to": limit} if limit else {})}
