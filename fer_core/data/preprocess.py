@@ -16,21 +16,29 @@ MEAN, STD = 0.5, 0.25  # maps [0, 255] grey to about [-2, 2]
 
 
 def crop_face(image: "np.ndarray", box) -> "np.ndarray":
-    """Square crop around `box` (x, y, w, h) of a BGR or grey image -> 48x48 uint8 grey."""
+    """Square crop around `box` (x, y, w, h) of a BGR or grey image -> 48x48 uint8 grey. Where the square leaves
+    the picture, the picture's border is repeated. Only the square is turned grey, not the whole picture (a
+    12-MP photo's faces, a webcam frame's on a busy CPU)."""
     import cv2
-    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    import numpy as np
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * MARGIN)
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     s = max(1, int(round(side)))
-    pad = max(0, -x0, -y0, x0 + s - gray.shape[1], y0 + s - gray.shape[0])
-    if pad:  # the square leaves the picture: extend it by replicating the border
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = gray[y0:y0 + s, x0:x0 + s]
+    crop = image[_span(y0, s, image.shape[0])][:, _span(x0, s, image.shape[1])]
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
     interp = cv2.INTER_AREA if s > FACE_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(crop, (FACE_SIZE, FACE_SIZE), interpolation=interp)
+    return cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=interp)
+
+
+def _span(start: int, length: int, size: int):
+    """Indices start .. start + length - 1 of an axis of `size`: a slice inside it, else the indices clamped to it
+    (which repeats the border, as OpenCV's BORDER_REPLICATE)."""
+    import numpy as np
+    if 0 <= start and start + length <= size:
+        return slice(start, start + length)
+    return np.clip(np.arange(start, start + length), 0, size - 1)
 
 
 def faces_to_tensor(faces, device="cpu") -> "torch.Tensor":
