@@ -11,8 +11,8 @@ What it limits, and how:
 - ONNX Runtime has no such setting: its MLAS library picks its kernels from CPUID once, when it loads. This
   script copies the installed onnxruntime package into DIR and, in the copy, turns the three conditional jumps
   that enter MLAS's AVX-VNNI, AVX-512 and AMX (Intel Sapphire Rapids and later) branches into jumps past them,
-  so the AVX2 kernels (vpmaddubsw, no VNNI) stay chosen. It knows the bytes of the builds it was checked on, refuses others, and proves the copy works by
-  a product that only AVX2's kernels saturate (`saturates`).
+  so the AVX2 kernels (vpmaddubsw, no VNNI) stay chosen. It knows the bytes of the builds it was checked on,
+  refuses others, and proves the copy works by a product that only AVX2's kernels saturate (`saturates`).
 The core is still this machine's, faster than many AVX2-only ones: docs/speed.md calibrates against one. The
 benchmark's TFLite peer (XNNPACK) cannot be limited and keeps AVX-512, which only makes our ratio look worse.
 """

@@ -20,14 +20,13 @@ def crop_face(image: "np.ndarray", box) -> "np.ndarray":
     the picture, the picture's border is repeated. Only the square is turned grey, not the whole picture (a
     12-MP photo's faces, a webcam frame's on a busy CPU)."""
     import cv2
-    import numpy as np
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * MARGIN)
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     s = max(1, int(round(side)))
     crop = image[_span(y0, s, image.shape[0])][:, _span(x0, s, image.shape[1])]
-    gray = crop if crop.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)  # a view: OpenCV reads its strides
     interp = cv2.INTER_AREA if s > FACE_SIZE else cv2.INTER_LINEAR
     return cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=interp)
 
