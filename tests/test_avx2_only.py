@@ -1,6 +1,7 @@
-"""tools/avx2_only.py, the measuring aid that holds the libraries to AVX2 code paths on an AVX-512 CPU: its patch
-of ONNX Runtime (exact bytes, refusals), the proof that the patched copy runs AVX2's int8 kernels, the shipped
-int8 model reading the same on them, and figures made so being labelled and kept out of cards."""
+"""tools/avx2_only.py, the measuring aid that holds the libraries to AVX2 code paths on an AVX-512 CPU: its patches
+of ONNX Runtime and of the TFLite peer's runtime (exact bytes, refusals), the proofs that the patched copies run
+AVX2's kernels, the shipped int8 model reading the same on them, and figures made so being labelled and kept out
+of cards."""
 import importlib.util
 import os
 import shutil
