@@ -36,6 +36,7 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 SESSIONS = 8
 LOAD_S = float(os.environ.get("FER_LOAD_S", "60"))
 SOAK_S = float(os.environ.get("FER_SOAK_S", "120"))
+WARM_S = 15.0  # the load test's steady state starts this long after its first upload
 READ_EVERY_S = 5.0  # the soak reads the counter and the server's memory this often
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 EXCEPTION = '[data-testid="stException"]'
@@ -79,7 +80,7 @@ async def wait_idle(page):
 
 async def upload_loop(browser, url, index, until, pictures):
     """One session: upload a photo, wait for its face's label, remove it, again until `until`.
-    Returns (seconds per upload, errors)."""
+    Returns ([(time.monotonic() at the upload, seconds to its result)], errors)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1200})
     page = await context.new_page()
     times, errors, n = [], [], 0
@@ -96,7 +97,7 @@ async def upload_loop(browser, url, index, until, pictures):
                 heading = page.locator('[data-testid="stHeading"]', has_text=name)
                 await heading.wait_for(timeout=TIMEOUT_MS)
                 await page.get_by_text(re.compile(r"Face 1: happy")).first.wait_for(timeout=TIMEOUT_MS)
-                times.append(time.monotonic() - start)
+                times.append((start, time.monotonic() - start))
                 if await page.locator(EXCEPTION).count() or await page.locator('[data-testid="stAlert"]').count():
                     errors.append(f"session {index}, {name}: an error or exception is shown")
                 await page.get_by_role("button", name=f"Remove {name}").click(timeout=TIMEOUT_MS)
@@ -121,19 +122,35 @@ async def run_sessions(url, seconds):
             await browser.close()
 
 
+def percentiles(times) -> tuple:
+    """(p50, p95) of `times`; NaN for none."""
+    times = sorted(times)
+    if not times:
+        return float("nan"), float("nan")
+    return statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
+
+
 def test_eight_sessions_upload_at_once(server, record_property):
     results = asyncio.run(run_sessions(server.url, LOAD_S))
-    times = sorted(t for r in results for t in r[0])
     errors = [e for r in results for e in r[1]]
     per_session = [len(r[0]) for r in results]
-    p50 = statistics.median(times) if times else float("nan")
-    p95 = times[min(len(times) - 1, int(0.95 * len(times)))] if times else float("nan")
-    summary = (f"{SESSIONS} sessions x {LOAD_S:.0f} s: {len(times)} uploads {per_session}, {len(errors)} errors; "
-               f"upload -> result p50 {p50:.2f} s, p95 {p95:.2f} s")
+    p50, p95 = percentiles(t for r in results for _, t in r[0])
+    # The first seconds are slower: eight tabs render their first result (and load the chart library) at once
+    # on the two cores. With ~130-150 uploads the overall p95 can fall on them, so the steady state is reported
+    # on its own too, with the slowest upload and when it started.
+    uploads = sorted(u for r in results for u in r[0])
+    t0 = uploads[0][0] if uploads else 0.0
+    _, p95_steady = percentiles(t for w, t in uploads if w - t0 >= WARM_S)
+    when, slowest = max(((w - t0, t) for w, t in uploads), key=lambda u: u[1], default=(0.0, float("nan")))
+    summary = (f"{SESSIONS} sessions x {LOAD_S:.0f} s: {sum(per_session)} uploads {per_session}, {len(errors)} "
+               f"errors; upload -> result p50 {p50:.2f} s, p95 {p95:.2f} s; p95 {p95_steady:.2f} s after the first "
+               f"{WARM_S:.0f} s; slowest {slowest:.2f} s, {when:.1f} s in")
     print(summary)
-    (ARTIFACTS / "load.txt").write_text(summary + "\n" + "\n".join(errors) + "\n")
+    (ARTIFACTS / "load.txt").write_text("\n".join([summary, *errors]) + "\n")
     record_property("upload_p50_s", round(p50, 3))
     record_property("upload_p95_s", round(p95, 3))
+    record_property("upload_p95_steady_s", round(p95_steady, 3))
+    record_property("upload_max_s", round(slowest, 3))
     assert not errors, "\n".join(errors[:10])
     assert all(k >= 1 for k in per_session), summary  # every session got results
 
