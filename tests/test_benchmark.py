@@ -62,7 +62,6 @@ def test_frames_are_webcam_shaped_from_a_photo_or_a_video(tmp_path):
         benchmark.frames_from(video=text, count=2)
 
 
-@pytest.mark.slow
 def test_photo_figures_leave_out_the_warm_up_photos(monkeypatch):
     calls = []
 
@@ -78,6 +77,7 @@ def test_photo_figures_leave_out_the_warm_up_photos(monkeypatch):
     assert figures["p95"] < 20 and figures["megapixels"] == 12.0 and figures["faces"] == 1
 
 
+@pytest.mark.slow
 def test_run_reports_sane_figures_and_writes_the_card(tiny, tmp_path, monkeypatch):
     if yunet_model():
         monkeypatch.setenv("FER_YUNET_MODEL", str(yunet_model()))
