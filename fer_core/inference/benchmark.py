@@ -37,7 +37,7 @@ FRAME_SIZE = (640, 480)  # width, height of a webcam frame
 FRAMES = 60  # frames timed per detector
 PHOTO_SIZE = (4000, 3000)  # the upload figure: a 12-megapixel phone photo
 PHOTO_RUNS = 5
-# untimed photos first: a fresh process's second photo still faults in 40-50 MB of new memory (most likely ONNX
+# untimed photos first: a fresh process's second photo still faults in 44-55 MB of new memory (most likely ONNX
 # Runtime's buffers settling), up to 335 ms instead of about 40 on a VM (docs/speed.md)
 PHOTO_WARMUP = 2
 WARMUP = 5
