@@ -25,12 +25,13 @@ def session_processor(rec):
     return proc
 
 
-def show_live(proc, stats_box, detail_box, chart_box, tick):
-    """Write the processor's latest counters into their placeholders, and every CHART_EVERY-th tick the
-    main face's chart."""
+def show_live(proc, boxes, tick, playing):
+    """Write the processor's latest counters into their placeholders (stats, detail, chart), and every
+    CHART_EVERY-th tick the main face's chart."""
+    stats_box, detail_box, chart_box = boxes
     stats = proc.snapshot()
     stats_box.markdown(live.stats_line(stats))
-    detail_box.caption(live.detail_line(stats))
+    detail_box.caption(live.detail_line(stats, playing))
     if tick % CHART_EVERY:
         return
     if any(p is not None for _, p in stats.history):
@@ -45,13 +46,12 @@ def live_tab(rec):
     ctx = webrtc_streamer(key="live", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc.rtc_configuration(),
                           media_stream_constraints=CONSTRAINTS, video_frame_callback=proc.av_callback,
                           async_processing=True)
-    stats_box, detail_box, chart_box = st.empty(), st.empty(), st.empty()
-    tick = 0
-    show_live(proc, stats_box, detail_box, chart_box, tick)
+    boxes, tick = (st.empty(), st.empty(), st.empty()), 0
+    show_live(proc, boxes, tick, ctx.state.playing)
     while ctx.state.playing:
         time.sleep(UI_REFRESH_S)
         tick += 1
-        show_live(proc, stats_box, detail_box, chart_box, tick)
+        show_live(proc, boxes, tick, ctx.state.playing)
 
 
 def analyse_upload(upload, rec, max_frames):

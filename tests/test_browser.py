@@ -383,6 +383,8 @@ def test_webcam_streams_faces(page, app, record_property):
     fps = (n1 - n0) / (time.monotonic() - t0)
     screenshot(page, "webcam-streaming")
     webrtc.get_by_role("button", name="STOP").click(timeout=10_000)
+    # Stopped, the caption says so instead of the last live figures.
+    page.locator('[data-testid="stCaptionContainer"]', has_text="Not streaming: press START").wait_for(timeout=30_000)
 
     busy_txt = "unknown" if busy is None else f"{busy:.0%}"
     summary = (f"webcam: {WEBCAM_FRAMES} frames after {first_s:.1f} s; {fps:.1f} fps over {FPS_WINDOW_S:.0f} s "

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from fer_core import EMOTIONS, EmotionRecognizer
-from fer_core.inference.live import (FaceTracker, LiveProcessor, LiveStats, SkipPolicy, ema, history_figure, iou,
-                                     skip_interval, stats_line)
+from fer_core.inference.live import (FaceTracker, LiveProcessor, LiveStats, SkipPolicy, detail_line, ema,
+                                     history_figure, iou, skip_interval, stats_line)
 from fer_core.data.preprocess import crop_face
 
 try:
@@ -189,6 +189,16 @@ def test_stats_line_wording():
     text = stats_line(LiveStats(frames=123, face_frames=45))
     assert text == "Processed frames: 123 \u00b7 with a face: 45"
     assert re.fullmatch(r"Processed frames: (\d+) \u00b7 with a face: (\d+)", text)
+
+
+def test_detail_line_while_playing_and_once_stopped():
+    stats = LiveStats(frames=900, fps=29.6, frame_ms=4.2, faces=2, interval=3, errors=1, last_error="ValueError: x")
+    assert detail_line(stats) == ("29.6 fps \u00b7 4 ms per frame \u00b7 faces now: 2 \u00b7 analysing 1 frame in 3 "
+                                  "\u00b7 failed frames: 1 (last: ValueError: x)")
+    stopped = detail_line(stats, playing=False)  # the live figures would be stale: none of them, failures kept
+    assert stopped.startswith("Not streaming: press START") and "fps" not in stopped and "faces now" not in stopped
+    assert stopped.endswith("failed frames: 1 (last: ValueError: x)")
+    assert "analysing every frame" in detail_line(LiveStats(interval=1))
 
 
 # --- the processor on real frames ---------------------------------------------------------------------

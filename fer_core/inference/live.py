@@ -331,11 +331,15 @@ def stats_line(stats: LiveStats) -> str:
     return f"Processed frames: {stats.frames} · with a face: {stats.face_frames}"
 
 
-def detail_line(stats: LiveStats) -> str:
-    """fps, cost per frame, skipping and failures, for a caption under the counter."""
-    every = "every frame" if stats.interval == 1 else f"1 frame in {stats.interval}"
-    text = (f"{stats.fps:.1f} fps · {stats.frame_ms:.0f} ms per frame · faces now: {stats.faces} · "
-            f"analysing {every}")
+def detail_line(stats: LiveStats, playing: bool = True) -> str:
+    """A caption under the counter: fps, cost per frame, skipping and failures while the stream plays; once it
+    has stopped (STOP pressed, or a dropped connection), only that, since the live figures would be stale."""
+    if playing:
+        every = "every frame" if stats.interval == 1 else f"1 frame in {stats.interval}"
+        text = (f"{stats.fps:.1f} fps · {stats.frame_ms:.0f} ms per frame · faces now: {stats.faces} · "
+                f"analysing {every}")
+    else:
+        text = "Not streaming: press START to see each face's emotion on your webcam"
     if stats.errors:
         text += f" · failed frames: {stats.errors} (last: {stats.last_error})"
     return text
