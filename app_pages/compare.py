@@ -56,6 +56,8 @@ dataset = st.selectbox("Dataset", datasets, key="compare_dataset")
 st.dataframe(compare.dataset_rows(selected, dataset), hide_index=True, column_config={
     "val acc": percent, "val acc (TTA)": percent, "val macro-F1": st.column_config.NumberColumn(format="%.3f"),
     "no face": st.column_config.NumberColumn(help="photos where the detector found no face (not scored)")})
+if note := compare.left_out(selected, "dataset", dataset):
+    st.caption(note)
 left, right = st.columns(2)
 left.plotly_chart(compare.recall_figure(selected, dataset), key="compare_recall")
 right.plotly_chart(compare.predicted_share_figure(selected, dataset), key="compare_share")
@@ -74,10 +76,14 @@ if compare.robustness_rows(cards):
     st.plotly_chart(compare.robustness_figure(selected))
     st.dataframe(compare.robustness_rows(selected), hide_index=True,
                  column_config={k: percent for row in compare.robustness_rows(cards) for k in row if k != "model"})
+    if note := compare.left_out(selected, "robustness"):
+        st.caption(note)
 
 st.subheader("Training curves")
 st.caption("Dashed: train, solid: val, per epoch.")
 st.plotly_chart(compare.training_curves_figure(selected))
+if note := compare.left_out(selected, "history"):
+    st.caption(note)
 
 st.subheader("Calibration")
 st.plotly_chart(compare.reliability_figure(selected))

@@ -328,6 +328,7 @@ def test_a_card_missing_history_and_latency_is_left_out_of_those_figures_only(we
     assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["complete"]
     assert {t.legendgroup for t in compare.training_curves_figure(cards).data} == {"complete"}
     assert {t.name for t in compare.per_class_f1_figure(cards).data} == {"complete", "partial"}
+    assert compare.left_out(cards, "history") == "Left out: partial (their cards hold no training history)."
 
 
 def test_a_split_with_accuracy_only_is_in_the_table_and_out_of_the_per_class_figures(weights_dir):
@@ -354,6 +355,8 @@ def test_an_ensemble_card_is_compared_like_any_model_and_preselected_when_best(w
     assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["a", "b", "duo", "trio"]
     assert compare.default_selection(cards, "a") == ["a", "b", "duo"]
     assert compare.default_selection(cards, "gone") == ["b", "duo"]
+    assert compare.left_out(cards, "history") == (
+        "Left out: duo (ensembles are averaged from trained members, not trained).")
 
 
 def test_seed_families_fold_into_one_row_with_the_mean_and_the_standard_deviation(weights_dir):
@@ -392,6 +395,11 @@ def test_real_photo_metrics_get_a_column_and_their_own_figures(weights_dir):
 
     assert compare.dataset_rows(cards, "wild_photos") == [
         {"model": "a", "val acc": 0.4, "val acc (TTA)": None, "val macro-F1": 0.2, "faces": 50, "no face": 3}]
+    assert "no face" not in compare.dataset_rows(cards, "fer2013")[0]  # pre-cropped faces: nothing to count
+    assert compare.left_out(cards, "dataset", "wild_photos") == (
+        "Left out: b (not measured on wild_photos: `python -m fer_core evaluate --model NAME --data PATH "
+        "--write-card` adds it).")
+    assert compare.left_out(cards, "dataset", "fer2013") is None
     recall = compare.recall_figure(cards, "wild_photos")
     (t,) = recall.data
     assert t.name == "a" and list(t.y) == [val(a, "wild_photos")["per_class"][e]["recall"] for e in EMOTIONS]
@@ -423,6 +431,11 @@ def test_robustness_figures_come_from_the_cards_that_have_them(weights_dir):
     frame = compare.table_frame(cards).set_index("model")
     assert frame.loc["tough", report.ROBUST] == 0.5517 and np.isnan(frame.loc["plain", report.ROBUST])
     assert report.ROBUST not in compare.table_frame(compare.select(cards, ["plain"])).columns  # none has it: no column
+    assert compare.left_out(cards, "robustness") == (
+        "Left out: plain (not measured: `python -m fer_core robustness --model NAME` adds them).")
+    assert compare.left_out(compare.select(cards, ["tough"]), "robustness") is None
+    with pytest.raises(ValueError, match="unknown section 'speed'"):
+        compare.left_out(cards, "speed")
 
 
 def test_unreadable_or_invalid_card_files_are_skipped(weights_dir):

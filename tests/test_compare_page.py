@@ -120,6 +120,12 @@ def test_a_photo_dataset_and_robustness_figures_get_their_sections(weights_dir):
     assert recall["data"][0]["y"] == [expected[e]["recall"] for e in EMOTIONS]
     assert [t["name"] for t in shares["data"]] == ["a", "true share"] and shares["data"][0]["y"] == share
     assert at.dataframe[1].value.to_dict("records")[0]["no face"] == 3
+    at.multiselect(key="compare_models").set_value(["a", "b"]).run()
+    notes = [c.value for c in at.caption if c.value.startswith("Left out:")]
+    assert notes == ["Left out: b (not measured on wild_photos: `python -m fer_core evaluate --model NAME "
+                     "--data PATH --write-card` adds it).",
+                     "Left out: b (not measured: `python -m fer_core robustness --model NAME` adds them)."]
+    figs = charts(at)
     assert np.array_equal(figs[4]["data"][0]["z"], split(0.4, n=50)["confusion_matrix"])
     robustness = figs[6]
     assert robustness["data"][0]["x"] == ["clean", "mean", "blur"]

@@ -62,6 +62,25 @@ def select(cards, names) -> list:
     return [c for c in cards if c["name"] in wanted]
 
 
+def left_out(cards, section, dataset=PRIMARY):
+    """The note under a section that names the picked models it leaves out for want of figures in their
+    cards, and what would add them; None when it leaves none out. `section`: "dataset" (no metrics on
+    `dataset`), "robustness" or "history" (training curves)."""
+    if section == "dataset":
+        names = [c["name"] for c in cards if split_metrics(c, dataset) is None]
+        why = f"not measured on {dataset}: `python -m fer_core evaluate --model NAME --data PATH --write-card` adds it"
+    elif section == "robustness":
+        names = [c["name"] for c in cards if not c.get("robustness")]
+        why = "not measured: `python -m fer_core robustness --model NAME` adds them"
+    elif section == "history":
+        names = [c["name"] for c in cards if not history(c)]
+        why = ("ensembles are averaged from trained members, not trained" if all(is_ensemble(c) for c in
+               select(cards, names)) else "their cards hold no training history")
+    else:
+        raise ValueError(f"unknown section {section!r}: dataset, robustness or history")
+    return f"Left out: {', '.join(names)} ({why})." if names else None
+
+
 # ------------------------------------------------------------------------------------- summary table
 
 def table_frame(cards, default=None, fold_families=True) -> pd.DataFrame:
@@ -328,7 +347,8 @@ def confusion_figure(card, normalize=False, dataset=PRIMARY) -> go.Figure:
 
 
 def dataset_rows(cards, dataset) -> list:
-    """Per model measured on `dataset`: accuracy (plain and flip TTA), macro-F1, faces, photos with no face."""
+    """Per model measured on `dataset`: accuracy (plain and flip TTA), macro-F1, faces, and photos with no face
+    (a column only where some card counts them)."""
     rows = []
     for c in cards:
         m = split_metrics(c, dataset)
@@ -337,6 +357,9 @@ def dataset_rows(cards, dataset) -> list:
         tta = split_metrics(c, dataset, "val_tta") or {}
         rows.append({"model": c["name"], "val acc": m["accuracy"], "val acc (TTA)": tta.get("accuracy"),
                      "val macro-F1": m.get("macro_f1"), "faces": m.get("n"), "no face": m.get("no_face")})
+    if all(r["no face"] is None for r in rows):  # pre-cropped faces (FER2013): no detector, nothing to count
+        for r in rows:
+            del r["no face"]
     return rows
 
 
