@@ -67,18 +67,18 @@ def left_out(cards, section, dataset=PRIMARY):
     cards, and what would add them; None when it leaves none out. `section`: "dataset" (no metrics on
     `dataset`), "robustness" or "history" (training curves)."""
     if section == "dataset":
-        names = [c["name"] for c in cards if split_metrics(c, dataset) is None]
+        lacking = [c for c in cards if split_metrics(c, dataset) is None]
         why = f"not measured on {dataset}: `python -m fer_core evaluate --model NAME --data PATH --write-card` adds it"
     elif section == "robustness":
-        names = [c["name"] for c in cards if not c.get("robustness")]
+        lacking = [c for c in cards if not c.get("robustness")]
         why = "not measured: `python -m fer_core robustness --model NAME` adds them"
     elif section == "history":
-        names = [c["name"] for c in cards if not history(c)]
-        why = ("ensembles are averaged from trained members, not trained" if all(is_ensemble(c) for c in
-               select(cards, names)) else "their cards hold no training history")
+        lacking = [c for c in cards if not history(c)]
+        why = ("ensembles are averaged from trained members, not trained" if all(map(is_ensemble, lacking))
+               else "their cards hold no training history")
     else:
         raise ValueError(f"unknown section {section!r}: dataset, robustness or history")
-    return f"Left out: {', '.join(names)} ({why})." if names else None
+    return f"Left out: {', '.join(c['name'] for c in lacking)} ({why})." if lacking else None
 
 
 # ------------------------------------------------------------------------------------- summary table
