@@ -44,14 +44,23 @@ for name, why in compare.not_shipped(cards):
     st.caption(f"**{name}** is compared from its card only (the app cannot load it): {why}.")
 
 st.subheader("Accuracy vs CPU latency")
+datasets = report.datasets(cards)
+accuracy_on, build_of = st.columns(2)
+speed_dataset = accuracy_on.selectbox(
+    "Accuracy on", datasets, index=datasets.index(compare.default_speed_dataset(cards)), key="compare_speed_dataset",
+    help="Opens on the real photos when the cards were measured on some: the faces people bring.")
+build = build_of.radio("Latency and accuracy of", list(compare.BUILDS), format_func=compare.BUILDS.get,
+                       horizontal=True, key="compare_speed_build",
+                       help="The app runs each model's int8 file (ONNX Runtime); Grad-CAM and training use fp32.")
 st.caption("Coloured: the models picked above; grey: the others (hover for their names).")
-st.plotly_chart(compare.accuracy_latency_figure(cards, picked))
+st.plotly_chart(compare.accuracy_latency_figure(cards, picked, speed_dataset, build))
+if note := compare.speed_left_out(cards, speed_dataset, build):
+    st.caption(note)
 
 st.subheader("Per-class F1")
 st.plotly_chart(compare.per_class_f1_figure(selected))
 
 st.subheader("Per dataset")
-datasets = report.datasets(cards)
 dataset = st.selectbox("Dataset", datasets, key="compare_dataset")
 st.dataframe(compare.dataset_rows(selected, dataset), hide_index=True, column_config={
     "val acc": percent, "val acc (TTA)": percent, "val macro-F1": st.column_config.NumberColumn(format="%.3f"),

@@ -118,22 +118,53 @@ def labels(fig) -> dict:
     return {a.text: a for a in fig.layout.annotations}
 
 
-def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy():
+def measured(card, dataset, build):
+    """(ms, accuracy) the card holds for `build`, read straight from its JSON; None where it lacks either."""
+    figures = card if build == "fp32" else card.get("int8", {})
+    try:
+        return figures["cpu_ms_per_face"]["batch1"]["median"], figures["metrics"][dataset]["val"]["accuracy"]
+    except KeyError:
+        return None
+
+
+@pytest.mark.parametrize("dataset", ["fer2013", "wild_photos"])
+@pytest.mark.parametrize("build", ["int8", "fp32"])
+def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy(dataset, build):
     cards = read_cards()
     picked = compare.default_selection(cards, default_name())
-    fig = compare.accuracy_latency_figure(cards, picked)
-    assert len(fig.data) == len(cards)
-    for card in cards:
+    fig = compare.accuracy_latency_figure(cards, picked, dataset, build)
+    placed = [c for c in cards if measured(c, dataset, build)]
+    assert len(fig.data) == len(placed) >= len(cards) - 1  # resnet18: no int8 build, not run on photos
+    for card in placed:
+        ms, acc = measured(card, dataset, build)
         (t,) = traces(fig, card["name"])
-        assert t.x == (card["cpu_ms_per_face"]["batch1"]["median"],)
-        assert t.y == (val(card)["accuracy"],)
+        assert (t.x, t.y) == ((ms,), (acc,))
         labelled = card["name"] in picked
         assert (card["name"] in labels(fig)) == labelled and (t.marker.color == "lightgrey") != labelled
     assert fig.layout.xaxis.type == "log"
+    assert build in fig.layout.xaxis.title.text and fig.layout.yaxis.title.text == f"{dataset} val accuracy ({build})"
     for name, a in labels(fig).items():  # a label sits at its point (log x axis: annotations take log10)
-        card = next(c for c in cards if c["name"] == name)
-        assert a.x == pytest.approx(np.log10(card["cpu_ms_per_face"]["batch1"]["median"]))
-        assert a.y == val(card)["accuracy"]
+        ms, acc = measured(next(c for c in cards if c["name"] == name), dataset, build)
+        assert a.x == pytest.approx(np.log10(ms)) and a.y == acc
+    lacking = sorted(c["name"] for c in cards if c not in placed)
+    note = compare.speed_left_out(cards, dataset, build)
+    assert (note is None) == (not lacking)
+    if lacking:
+        assert note.startswith(f"Left out: {', '.join(lacking)} (") and build in note
+
+
+def test_the_int8_scatter_shows_what_the_app_runs_faster_than_fp32_and_opens_on_real_photos():
+    cards = {c["name"]: c for c in read_cards()}
+    assert compare.default_speed_dataset(list(cards.values())) == "wild_photos"
+    int8 = {t.name: (t.x[0], t.y[0]) for t in compare.accuracy_latency_figure(list(cards.values())).data}
+    fp32 = {t.name: (t.x[0], t.y[0]) for t in compare.accuracy_latency_figure(list(cards.values()), build="fp32").data}
+    assert "resnet18" in fp32 and "resnet18" not in int8
+    assert all(int8[n][0] < fp32[n][0] for n in int8)  # every int8 build is timed faster than its fp32 model
+    assert all(abs(int8[n][1] - fp32[n][1]) <= 0.003 for n in int8)  # and within issue 21's 0.3 points on FER2013
+    assert compare.speed_left_out(list(cards.values()), "fer2013", "int8") == (
+        "Left out: resnet18 (weights not shipped, and no int8 figures on fer2013 in the card).")
+    with pytest.raises(ValueError, match="unknown build 'fp16'"):
+        compare.speed_point(cards["cnn"], build="fp16")
 
 
 def label_box(point, offset, text):
@@ -171,10 +202,11 @@ def test_a_label_with_no_free_place_is_none_and_nothing_else_moves():
     assert compare.place_labels([], [], area) == []
 
 
-def test_every_picked_model_is_labelled_once_on_the_shipped_scatter_with_no_two_labels_meeting():
+@pytest.mark.parametrize("dataset", ["fer2013", "wild_photos"])
+def test_every_picked_model_is_labelled_once_on_the_shipped_scatter_with_no_two_labels_meeting(dataset):
     cards = read_cards()
-    fig = compare.accuracy_latency_figure(cards)  # every model picked
-    assert sorted(labels(fig)) == sorted(c["name"] for c in cards)
+    fig = compare.accuracy_latency_figure(cards, dataset=dataset)  # every model picked
+    assert sorted(labels(fig)) == sorted(c["name"] for c in cards if measured(c, dataset, "int8"))
     assert fig.layout.height == 600  # more than 8 labels: a taller chart
     xr, yr = fig.layout.xaxis.range, fig.layout.yaxis.range
     m = compare.SCATTER_MARGIN
@@ -288,10 +320,11 @@ def test_a_new_card_appears_without_code_changes(weights_dir):
     assert list(frame[ACC]) == [0.6, 0.4, 0.7]
     assert list(frame["fer2013 val acc (TTA)"]) == pytest.approx([0.61, 0.41, 0.71])
     assert list(frame["size (MB)"]) == [2.5, 2.5, 2.5]
-    fig = compare.accuracy_latency_figure(cards)
+    fig = compare.accuracy_latency_figure(cards, build="fp32")
     assert [(t.name, t.x[0], t.y[0]) for t in fig.data] == [("alpha", 3.0, 0.6), ("beta", 1.0, 0.4),
                                                              ("gamma", 5.0, 0.7)]
     assert compare.default_selection(cards, "alpha") == ["alpha", "gamma"]  # no ensemble among them
+    assert compare.default_speed_dataset(cards) == "fer2013"  # no photo set measured: the scatter opens on FER2013
 
 
 def test_a_card_with_no_metrics_gives_empty_cells_and_empty_figures(weights_dir):
@@ -325,10 +358,24 @@ def test_a_card_missing_history_and_latency_is_left_out_of_those_figures_only(we
     cards = compare.load_cards()
     frame = compare.table_frame(cards).set_index("model")
     assert np.isnan(frame.loc["partial", "CPU ms/face"]) and frame.loc["partial", ACC] == 0.55
-    assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["complete"]
+    assert [t.name for t in compare.accuracy_latency_figure(cards, build="fp32").data] == ["complete"]
+    assert compare.speed_left_out(cards, build="fp32").startswith("Left out: partial (no fp32 fer2013")
     assert {t.legendgroup for t in compare.training_curves_figure(cards).data} == {"complete"}
     assert {t.name for t in compare.per_class_f1_figure(cards).data} == {"complete", "partial"}
     assert compare.left_out(cards, "history") == "Left out: partial (their cards hold no training history)."
+
+
+def test_the_scatter_note_tells_a_measurable_model_from_one_whose_weights_are_not_shipped(weights_dir):
+    write_card(full_card("here", 0.6, 2.0), weights_dir)
+    write_card({**full_card("elsewhere", 0.7, 9.0), "not_shipped": "too big"}, weights_dir)
+    cards = compare.load_cards()
+    assert compare.speed_left_out(cards, build="fp32") is None  # both have fp32 figures on FER2013
+    assert compare.speed_left_out(cards) == (
+        "Left out: here (no int8 build with fer2013 val accuracy and latency: `python -m fer_core quantize --model "
+        "NAME` and `python -m fer_core benchmark --model NAME --write-card` add them). Left out: elsewhere "
+        "(weights not shipped, and no int8 figures on fer2013 in the card).")
+    assert "no card has both fer2013 val accuracy and CPU latency for its int8 build" in \
+        compare.accuracy_latency_figure(cards).layout.annotations[0].text
 
 
 def test_a_split_with_accuracy_only_is_in_the_table_and_out_of_the_per_class_figures(weights_dir):
@@ -352,7 +399,7 @@ def test_an_ensemble_card_is_compared_like_any_model_and_preselected_when_best(w
     cards = compare.load_cards()
     frame = compare.table_frame(cards).set_index("model")
     assert frame.loc["duo", ACC] == 0.62 and frame.loc["duo", "CPU ms/face"] == 4.0
-    assert [t.name for t in compare.accuracy_latency_figure(cards).data] == ["a", "b", "duo", "trio"]
+    assert [t.name for t in compare.accuracy_latency_figure(cards, build="fp32").data] == ["a", "b", "duo", "trio"]
     assert compare.default_selection(cards, "a") == ["a", "b", "duo"]
     assert compare.default_selection(cards, "gone") == ["b", "duo"]
     assert compare.left_out(cards, "history") == (

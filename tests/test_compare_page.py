@@ -56,7 +56,9 @@ def test_dashboard_preselects_default_best_single_and_best_ensemble_and_folds_se
     cpu = cards[default_name()]["cpu_ms_per_face"]["cpu"]
     assert any(c.value.startswith("ms/face: batch 1, median") and cpu in c.value for c in at.caption)
     scatter, f1 = figs[0], figs[1]
-    assert sorted(t["name"] for t in scatter["data"]) == sorted(cards)
+    assert at.selectbox(key="compare_speed_dataset").value == "wild_photos"  # opens on the real photos
+    assert at.radio(key="compare_speed_build").value == "int8"
+    assert sorted(t["name"] for t in scatter["data"]) == sorted(set(cards) - {"resnet18"})  # its int8: none
     assert sorted(t["name"] for t in f1["data"]) == sorted(picker.value)
     calibration = at.dataframe[-1].value
     assert sorted(calibration["model"]) == sorted(picker.value)
@@ -77,6 +79,30 @@ def test_picking_models_changes_the_figures_and_unfolding_shows_every_seed():
     at.toggle(key="compare_fold").set_value(False).run()
     models = list(at.dataframe[0].value["model"])
     assert "vgg13_gpu*" not in models and {f"vgg13_gpu{i}" for i in range(6)} <= set(models)
+
+
+def test_the_scatter_switches_dataset_and_build_and_names_what_it_leaves_out():
+    cards = {p.stem: json.loads(p.read_text()) for p in REPO_WEIGHTS.glob("*.json")}
+    at = open_compare()
+    notes = [c.value for c in at.caption if c.value.startswith("Left out: resnet18")]
+    assert notes == ["Left out: resnet18 (weights not shipped, and no int8 figures on wild_photos in the card)."]
+    scatter = charts(at)[0]
+    point = {t["name"]: (t["x"][0], t["y"][0]) for t in scatter["data"]}
+    int8 = cards[default_name()]["int8"]
+    assert point[default_name()] == (int8["cpu_ms_per_face"]["batch1"]["median"],
+                                     int8["metrics"]["wild_photos"]["val"]["accuracy"])
+    at.selectbox(key="compare_speed_dataset").set_value("fer2013").run()
+    at.radio(key="compare_speed_build").set_value("fp32").run()
+    assert not at.exception
+    scatter = charts(at)[0]
+    assert sorted(t["name"] for t in scatter["data"]) == sorted(cards)  # fp32 on FER2013: every card
+    point = {t["name"]: (t["x"][0], t["y"][0]) for t in scatter["data"]}
+    for name in ("resnet18", default_name()):
+        assert point[name] == (cards[name]["cpu_ms_per_face"]["batch1"]["median"],
+                               cards[name]["metrics"]["fer2013"]["val"]["accuracy"])
+    assert scatter["layout"]["xaxis"]["title"]["text"].startswith("CPU ms per face, fp32 PyTorch")
+    assert scatter["layout"]["yaxis"]["title"]["text"] == "fer2013 val accuracy (fp32)"
+    assert not [c.value for c in at.caption if c.value.startswith("Left out: resnet18")]
 
 
 def test_confusion_matrices_switch_model_and_normalise():
@@ -122,7 +148,10 @@ def test_a_photo_dataset_and_robustness_figures_get_their_sections(weights_dir):
     assert at.dataframe[1].value.to_dict("records")[0]["no face"] == 3
     at.multiselect(key="compare_models").set_value(["a", "b"]).run()
     notes = [c.value for c in at.caption if c.value.startswith("Left out:")]
-    assert notes == ["Left out: b (not measured on wild_photos: `python -m fer_core evaluate --model NAME "
+    assert notes == ["Left out: a, b (no int8 build with wild_photos val accuracy and latency: `python -m "
+                     "fer_core quantize --model NAME` and `python -m fer_core benchmark --model NAME --write-card` "
+                     "add them).",
+                     "Left out: b (not measured on wild_photos: `python -m fer_core evaluate --model NAME "
                      "--data PATH --write-card` adds it).",
                      "Left out: b (not measured: `python -m fer_core robustness --model NAME` adds them)."]
     figs = charts(at)

@@ -78,6 +78,27 @@ def left_out(cards, section, dataset=PRIMARY):
                else "their cards hold no training history")
     else:
         raise ValueError(f"unknown section {section!r}: dataset, robustness or history")
+    return _left_out_note(lacking, why)
+
+
+def speed_left_out(cards, dataset=PRIMARY, build="int8"):
+    """The note under the accuracy-vs-latency scatter naming the models it cannot place (speed_point), and
+    what would add them; None when it places them all. Models whose weights are not shipped are named apart:
+    no command here can measure them."""
+    lacking = [c for c in cards if speed_point(c, dataset, build) is None]
+    unshipped = [c for c in lacking if c.get("not_shipped")]
+    if build == "int8":
+        why = (f"no int8 build with {dataset} val accuracy and latency: `python -m fer_core quantize --model NAME` "
+               "and `python -m fer_core benchmark --model NAME --write-card` add them")
+    else:
+        why = (f"no fp32 {dataset} val accuracy or latency: `python -m fer_core evaluate --write-card` and "
+               "`python -m fer_core benchmark --backend torch --write-card` add them")
+    notes = (_left_out_note([c for c in lacking if c not in unshipped], why),
+             _left_out_note(unshipped, f"weights not shipped, and no {build} figures on {dataset} in the card"))
+    return " ".join(n for n in notes if n) or None
+
+
+def _left_out_note(lacking, why):
     return f"Left out: {', '.join(c['name'] for c in lacking)} ({why})." if lacking else None
 
 
@@ -136,8 +157,30 @@ def _empty_note(fig, text):
 
 # ---------------------------------------------------------------------------- accuracy vs latency
 
-def _latency(card):
-    return ((card.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median")
+# The scatter's two builds of a model: the int8 file the app runs (the card's `int8` block, with its own
+# accuracy and latency) and the fp32 PyTorch weights (the card itself).
+BUILDS = {"int8": "int8, as the app runs it", "fp32": "fp32 PyTorch"}
+
+
+def _build(card, build):
+    if build not in BUILDS:
+        raise ValueError(f"unknown build {build!r}: {' or '.join(BUILDS)}")
+    return (card.get("int8") or {}) if build == "int8" else card
+
+
+def speed_point(card, dataset=PRIMARY, build="int8"):
+    """(CPU ms per face at batch 1, median; val accuracy on `dataset`) of the card's `build`, or None when
+    the card lacks either."""
+    figures = _build(card, build)
+    ms = ((figures.get("cpu_ms_per_face") or {}).get("batch1") or {}).get("median")
+    acc = (split_metrics(figures, dataset) or {}).get("accuracy")
+    return None if ms is None or acc is None else (ms, acc)
+
+
+def default_speed_dataset(cards) -> str:
+    """The dataset the scatter opens on: the first real-photo set the cards were measured on (the faces people
+    bring), else FER2013."""
+    return next(iter(report.datasets(cards)[1:]), PRIMARY)
 
 
 # The scatter's geometry in pixels, for placing its labels: the chart fills the page's main column (about
@@ -196,25 +239,25 @@ def _padded(lo, hi, share=0.08, least=0.02):
     return [lo - pad, hi + pad]
 
 
-def accuracy_latency_figure(cards, selected=None, width=SCATTER_WIDTH) -> go.Figure:
-    """FER2013 val accuracy against CPU ms/face (batch 1), one point per model that has both. The selected
-    models (all when `selected` is None) are coloured and named by a label placed (place_labels, for a chart
-    `width` px wide) where it meets no other label or point, with a leader line when it sits away from its
-    point; the others are small grey points, named on hover only."""
+def accuracy_latency_figure(cards, selected=None, dataset=PRIMARY, build="int8", width=SCATTER_WIDTH) -> go.Figure:
+    """Val accuracy on `dataset` against CPU ms/face (batch 1) of each model's `build` (BUILDS), one point per
+    model that has both (speed_point). The selected models (all when `selected` is None) are coloured and named
+    by a label placed (place_labels, for a chart `width` px wide) where it meets no other label or point, with a
+    leader line when it sits away from its point; the others are small grey points, named on hover only."""
     selected = {c["name"] for c in cards} if selected is None else set(selected)
     palette = colors([c for c in cards if c["name"] in selected])  # as in the figures drawn for `select(cards, ...)`
-    points = [(c["name"], _latency(c), val_accuracy(c)) for c in cards
-              if _latency(c) is not None and split_metrics(c) is not None]
+    points = [(c["name"], *speed_point(c, dataset, build)) for c in cards if speed_point(c, dataset, build)]
     fig = go.Figure()
     if not points:
-        return _empty_note(fig, "no card has both val accuracy and CPU latency")
+        return _empty_note(fig, f"no card has both {dataset} val accuracy and CPU latency for its {build} build")
     shown = [p for p in points if p[0] in selected]
     for name, x, y in sorted(points, key=lambda p: p[0] in selected):  # the coloured points on top
         pick = name in selected
         fig.add_trace(go.Scatter(x=[x], y=[y], name=name, mode="markers", text=[name], showlegend=False,
                                  marker={"size": MARKER_PX if pick else 8,
                                          "color": palette[name] if pick else "lightgrey"},
-                                 hovertemplate="%{text}<br>%{x:.2f} ms/face<br>%{y:.2%}<extra></extra>"))
+                                 hovertemplate=f"%{{text}} ({build})<br>%{{x:.2f}} ms/face<br>%{{y:.2%}}"
+                                               "<extra></extra>"))
     logs, accs = [np.log10(x) for _, x, _ in points], [y for _, _, y in points]
     xrange, yrange = _padded(min(logs), max(logs)), _padded(min(accs), max(accs), least=0.01)
     height = 450 if len(shown) <= 8 else 600
@@ -237,8 +280,9 @@ def accuracy_latency_figure(cards, selected=None, width=SCATTER_WIDTH) -> go.Fig
         else:
             fig.add_annotation(**common, showarrow=True, ax=dx, ay=dy, arrowhead=0, arrowwidth=1,
                                arrowcolor=palette[name], standoff=MARKER_PX / 2)
-    fig.update_layout(xaxis_title="CPU ms per face (batch 1, median; log scale)", xaxis_type="log",
-                      xaxis_range=xrange, yaxis_range=yrange, yaxis_title=f"{PRIMARY} val accuracy",
+    fig.update_layout(xaxis_title=f"CPU ms per face, {BUILDS[build]} (batch 1, median; log scale)",
+                      xaxis_type="log", xaxis_range=xrange, yaxis_range=yrange,
+                      yaxis_title=f"{dataset} val accuracy ({build})",
                       yaxis_tickformat=".0%", showlegend=False, height=height, margin=m)
     return fig
 
