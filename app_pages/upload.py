@@ -83,9 +83,12 @@ def show_result(key, result, model):
     width, height = result.size
     photo_col.image(result.annotated[:, :, ::-1], output_format="JPEG", width="stretch",
                     caption=f"{width}x{height} px, analysed in {result.seconds:.2f} s")
+    dark = dark_note(result.level)
     with faces_col:
         if not result.faces:
-            st.info(f"**{result.name}**: no face found. {NO_FACE_HINT}")
+            st.info(f"**{result.name}**: no face found. {dark or ''} {NO_FACE_HINT}")
+        elif dark:
+            st.caption(dark)
         for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
             show_face(key, index, face, crop, model)
 
@@ -101,6 +104,7 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
 # load, and the model behind a spinner (ui.recognizer): a first visit shows the page at once, the first upload need
 # not wait. PyTorch loads only for Grad-CAM, or where the model has no usable int8 file.
 ui.before_first_heavy_import()
+from fer_core.data.images import dark_note  # noqa: E402
 from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
 
 recognizer = ui.recognizer()

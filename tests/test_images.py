@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from fer_core.errors import InvalidImageError
-from fer_core.data.images import MAX_PIXELS, load_image, load_image_reduced, reduction
+from fer_core.data.images import (DARK_LEVEL, MAX_PIXELS, brightness, dark_note, load_image, load_image_reduced,
+                                  reduction)
 
 try:
     from helpers_images import astronaut_rgb, encode
@@ -400,3 +401,18 @@ def test_bad_array_shape_refused(shape):
 def test_unsupported_type_refused(value):
     msg = refused(value)
     assert type(value).__name__ in msg
+
+
+def test_brightness_is_the_mean_level_read_on_a_grid(bgr):
+    assert brightness(np.full((480, 640, 3), 77, np.uint8)) == 77.0
+    assert brightness(np.full((3000, 4000), 12, np.uint8)) == 12.0  # grey, 12 MP
+    assert brightness(bgr) == pytest.approx(bgr.mean(), abs=1.0)  # a real photo: the grid reads what every pixel says
+    half = np.zeros((480, 640, 3), np.uint8)
+    half[:, 320:] = 200
+    assert brightness(half) == pytest.approx(100.0, abs=1.0)
+
+
+def test_only_a_dark_picture_gets_a_note():
+    assert dark_note(None) is None and dark_note(DARK_LEVEL) is None and dark_note(120.0) is None
+    assert dark_note(DARK_LEVEL - 0.6) == ("The picture is dark (mean level 34 of 255): faces are found less often "
+                                           "and their emotions read less surely; more light on the face helps.")

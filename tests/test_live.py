@@ -201,6 +201,14 @@ def test_detail_line_while_playing_and_once_stopped():
     assert "analysing every frame" in detail_line(LiveStats(interval=1))
 
 
+def test_detail_line_says_when_the_picture_is_dark():
+    playing = LiveStats(fps=30.0, frame_ms=3.0, faces=0, level=21.4)
+    assert detail_line(playing).endswith(" \u00b7 The picture is dark (mean level 21 of 255): faces are found less "
+                                         "often and their emotions read less surely; more light on the face helps.")
+    assert "dark" not in detail_line(LiveStats(level=35.0)) and "dark" not in detail_line(LiveStats())
+    assert "dark" not in detail_line(LiveStats(level=10.0), playing=False)  # stopped: no live figures
+
+
 # --- the processor on real frames ---------------------------------------------------------------------
 
 def test_draws_box_label_and_bars(rec, face_frame):
@@ -224,6 +232,24 @@ def test_draws_box_label_and_bars(rec, face_frame):
     stats = proc.snapshot()
     assert (stats.frames, stats.face_frames, stats.faces, stats.analysed, stats.errors) == (1, 1, 1, 1, 0)
     assert track.label == "happy"
+
+
+def test_a_dim_room_is_measured_on_analysed_frames_and_named(rec, face_frame):
+    """The astronaut's frame as a dim room gives it (gamma 3, half the contrast): still found, its mean level
+    averaged over the analysed frames, and the page's line says it is dark; the frame as it is does not."""
+    dim = (255 * (face_frame / 255.0) ** 3 * 0.5).round().astype(np.uint8)
+    proc = LiveProcessor(rec, adaptive=False)
+    assert proc.snapshot().level is None
+    for _ in range(3):
+        proc(dim)
+    stats = proc.snapshot()
+    assert stats.face_frames == 3  # YuNet and Haar still find this face
+    assert stats.level == pytest.approx(dim.mean(), abs=1.5) and stats.level < 35
+    assert "The picture is dark (mean level" in detail_line(stats)
+    lit = LiveProcessor(rec, adaptive=False)
+    lit(face_frame)
+    assert lit.snapshot().level == pytest.approx(face_frame.mean(), abs=1.5) and "dark" not in detail_line(
+        lit.snapshot())
 
 
 def test_blank_frames_come_back_unchanged(rec):

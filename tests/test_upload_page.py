@@ -119,6 +119,31 @@ def test_a_picture_without_a_face(app):
     assert not app.get("plotly_chart") and not app.download_button
 
 
+def dimmed(rgb, gamma=3.0, contrast=0.5):
+    """`rgb` as a dim room photographs it."""
+    return (255 * (rgb / 255.0) ** gamma * contrast).round().astype(np.uint8)
+
+
+def test_a_dark_photo_is_read_and_said_to_be_dark(app, astronaut_png):
+    upload(app, ("dim.png", encode(Image.fromarray(dimmed(astronaut_rgb())), "PNG"), "image/png"),
+           ("astronaut.png", astronaut_png, "image/png"))
+    assert not app.exception and not app.error
+    faces = [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert len(faces) == 2  # found in the dark photo too
+    notes = [c for c in values(app.caption) if c.startswith("The picture is dark")]
+    assert notes == [f"The picture is dark (mean level {dimmed(astronaut_rgb()).mean():.0f} of 255): faces are "
+                     "found less often and their emotions read less surely; more light on the face helps."]
+
+
+def test_a_dark_photo_without_a_face_says_so_before_the_usual_hint(app):
+    upload(app, ("night.png", encode(Image.fromarray(dimmed(data.rocket(), 3.0, 0.3)), "PNG"), "image/png"))
+    assert not app.exception and not app.error
+    info, = values(app.info)
+    assert info.startswith("**night.png**: no face found. The picture is dark (mean level ")
+    assert info.endswith("more light on the face helps. Faces need to be roughly frontal and at least about 5% of "
+                         "the picture's shorter side; another face detector in the sidebar may find them.")
+
+
 def test_grad_cam_toggle(app, astronaut_png):
     upload(app, ("astronaut.png", astronaut_png, "image/png"))
     captions = [c for image in app.image for c in image.captions]

@@ -191,3 +191,21 @@ def downscale(image: np.ndarray, max_side: int) -> tuple:
         small = cv2.resize(even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR), scale
+
+
+DARK_LEVEL = 35  # pictures whose mean level (0-255) is below this are "dark": YuNet finds fewer faces (docs/speed.md)
+
+
+def brightness(image: np.ndarray) -> float:
+    """The mean level (0-255) of a uint8 picture, grey or colour (all channels), read on a grid of about
+    100x100 pixels, so that every webcam frame can afford it."""
+    step = max(1, max(image.shape[:2]) // 100)
+    return float(image[::step, ::step].mean())
+
+
+def dark_note(level) -> str | None:
+    """The pages' note on a picture of mean `level` (brightness) that is dark; None when it is not (or unknown)."""
+    if level is None or level >= DARK_LEVEL:
+        return None
+    return (f"The picture is dark (mean level {level:.0f} of 255): faces are found less often and their emotions "
+            "read less surely; more light on the face helps.")

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
+from ..data.images import brightness, dark_note
 from ..data.preprocess import crop_face
 from .annotate import EMOTION_COLORS, draw_faces, emotion_bgr
 
@@ -185,6 +186,7 @@ class LiveStats:
     frame_ms: float = 0.0  # moving average of the processing time per frame
     interval: int = 1  # one frame in `interval` is analysed
     now: float = 0.0  # the processor's clock when the snapshot was taken
+    level: float = None  # moving average of the analysed frames' mean level (images.brightness); None before one
     history: tuple = field(default_factory=tuple)  # (time, probs or None) of the main face, oldest first
 
 
@@ -215,6 +217,7 @@ class LiveProcessor:
         self._counts = dict(frames=0, face_frames=0, faces=0, faces_total=0, analysed=0, errors=0)
         self._last_error = ""
         self._frame_s = None
+        self._level = None
         self._stamps = deque(maxlen=512)
         self._history = deque()
 
@@ -225,12 +228,13 @@ class LiveProcessor:
             analyse = self.policy.should_analyse()
             try:
                 out, tracks = self._process(bgr, analyse)
+                level = brightness(bgr) if analyse else None
             except Exception as e:  # a failed frame must not end the stream
                 self._record_error(e)
                 return bgr
             seconds = self.clock() - start
             self.policy.record(analyse, seconds)
-            self._record(tracks, analyse, start, seconds)
+            self._record(tracks, start, seconds, level)
             return out
 
     @property
@@ -256,7 +260,7 @@ class LiveProcessor:
             self._trim_history(now)
             return LiveStats(**self._counts, last_error=self._last_error, fps=self._fps(now),
                              frame_ms=1000.0 * (self._frame_s or 0.0), interval=self.policy.interval,
-                             now=now, history=tuple(self._history))
+                             now=now, level=self._level, history=tuple(self._history))
 
     def _process(self, bgr, analyse):
         """(annotated copy, visible tracks); on skipped frames the last tracks are drawn again."""
@@ -281,7 +285,9 @@ class LiveProcessor:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         return self.recognizer.classify(np.stack([crop_face(bgr, b) for b in boxes]))
 
-    def _record(self, tracks, analysed, start, seconds):
+    def _record(self, tracks, start, seconds, level):
+        """Counts one frame; `level` is its brightness on analysed frames, None on skipped ones."""
+        analysed = level is not None
         with self._stats_lock:
             c = self._counts
             c["frames"] += 1
@@ -292,6 +298,7 @@ class LiveProcessor:
             self._frame_s = seconds if self._frame_s is None else float(ema(self._frame_s, seconds, 0.1))
             self._stamps.append(start + seconds)
             if analysed:
+                self._level = level if self._level is None else float(ema(self._level, level, 0.2))
                 main = max(tracks, key=lambda t: t.area) if tracks else None
                 self._history.append((start, None if main is None else tuple(float(p) for p in main.probs)))
                 self._trim_history(start)
@@ -338,6 +345,8 @@ def detail_line(stats: LiveStats, playing: bool = True) -> str:
         every = "every frame" if stats.interval == 1 else f"1 frame in {stats.interval}"
         text = (f"{stats.fps:.1f} fps · {stats.frame_ms:.0f} ms per frame · faces now: {stats.faces} · "
                 f"analysing {every}")
+        if note := dark_note(stats.level):
+            text += f" · {note}"
     else:
         text = "Not streaming: press START to see each face's emotion on your webcam"
     if stats.errors:
