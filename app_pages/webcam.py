@@ -9,6 +9,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 import ui
 from fer_core import FerError
 from fer_core.app import rtc
+from fer_core.data.images import dark_note
 from fer_core.inference import live, video
 
 VIDEO_MB = 200  # per video file (the server-wide limit in .streamlit/config.toml)
@@ -80,9 +81,12 @@ def show_rows(name, rows):
     cols[0].metric("Frames analysed", s["analysed"])
     cols[1].metric("With a face", s["with_face"])
     cols[2].metric("Most frequent emotion", s["top"] or "none")
+    dark = dark_note(s["brightness"])
     if not s["with_face"]:
-        st.info(f"{name}: no face found in the analysed frames")
+        st.info(f"{name}: no face found in the analysed frames. {dark or ''}")
         return
+    if dark:
+        st.caption(dark)
     st.plotly_chart(video.timeline_figure(rows), key="video_timeline")
     st.download_button("Download per-frame CSV", video.rows_to_csv(rows), file_name=f"{Path(name).stem}_emotions.csv",
                        mime="text/csv", on_click="ignore")

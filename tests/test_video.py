@@ -117,9 +117,14 @@ def test_csv_summary_and_timeline(clip, rec):
     assert sum(float(last[e]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
     assert last["label"] == rows[-1]["label"]
 
+    assert float(parsed[0]["brightness"]) == pytest.approx(128, abs=3)  # the grey frames, through MJPG
+    assert float(last["brightness"]) == pytest.approx(face_frame().mean(), abs=3)
+
     s = video.summary(rows)
     assert s["analysed"] == 10 and s["with_face"] == sum(1 for r in rows if r["faces"])
     assert s["top"] == "happy" and sum(s["labels"].values()) == s["with_face"]
+    assert s["brightness"] == pytest.approx(np.mean([r["brightness"] for r in rows])) and s["brightness"] > 35
+    assert video.summary([])["brightness"] is None
 
     fig = video.timeline_figure(rows)
     assert [t.name for t in fig.data] == list(EMOTIONS)

@@ -43,10 +43,13 @@ def page(monkeypatch):
     return at
 
 
-def small_video(path, frames=6) -> bytes:
-    """An MJPG .avi of the astronaut on a grey 640x480 frame, 5 fps; returns its bytes."""
+def small_video(path, frames=6, dim=False) -> bytes:
+    """An MJPG .avi of the astronaut on a grey 640x480 frame, 5 fps, or as a dim room films it (levels raised to
+    the power 3, then halved); returns its bytes."""
     face = np.full((480, 640, 3), 90, np.uint8)
     face[:, 100:580] = cv2.resize(astronaut_bgr(), (480, 480), interpolation=cv2.INTER_AREA)
+    if dim:
+        face = (255 * (face / 255.0) ** 3 * 0.5).round().astype(np.uint8)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
     for _ in range(frames):
         writer.write(face)
@@ -75,6 +78,16 @@ def test_video_tab_analyses_an_upload(page, tmp_path):
     assert metrics == {"Frames analysed": "6", "With a face": "6", "Most frequent emotion": "happy"}
     assert len(page.get("plotly_chart")) == 1
     assert len(page.get("download_button")) == 1
+    assert not [c.value for c in page.caption if "dark" in c.value]
+
+
+def test_video_tab_says_when_a_video_is_dark(page, tmp_path):
+    data = small_video(tmp_path / "dim.avi", dim=True)
+    page.file_uploader(key="video_upload").set_value(("dim.avi", data, "video/x-msvideo")).run()
+    assert not page.exception, page.exception
+    assert {m.label: m.value for m in page.metric}["With a face"] == "6"  # still found
+    notes = [c.value for c in page.caption if c.value.startswith("The picture is dark (mean level ")]
+    assert len(notes) == 1 and notes[0].endswith("more light on the face helps.")
 
 
 def test_video_tab_refuses_a_file_that_is_not_a_video(page):

@@ -2,7 +2,8 @@
 
 `iter_rows` reads the file with cv2.VideoCapture, analyses one frame in `stride` (the others are
 grabbed without being decoded into pictures) and yields a row per analysed frame: its time, index,
-number of faces and the largest face's label and seven probabilities. No frame is kept, so memory
+number of faces, the largest face's label and seven probabilities, and the frame's brightness (mean level
+0-255, `images.brightness`). No frame is kept, so memory
 stays flat whatever the video's length. Uploaded bytes go through `temp_video`, since OpenCV
 reads from a path.
 """
@@ -18,11 +19,12 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
+from ..data.images import brightness
 from ..data.preprocess import crop_face
 from ..errors import FerError
 
 VIDEO_TYPES = ("mp4", "avi", "mov", "webm", "mkv")
-COLUMNS = ("time_s", "frame", "faces", "label", *EMOTIONS)
+COLUMNS = ("time_s", "frame", "faces", "label", *EMOTIONS, "brightness")
 MAX_ANALYSED = 300  # default bound on the frames analysed per video
 
 
@@ -126,10 +128,11 @@ def analyse_video(path, recognizer, max_frames: int = MAX_ANALYSED, progress=Non
 
 
 def frame_row(recognizer, bgr: np.ndarray, index: int, time_s: float) -> dict:
-    """One frame's row: the faces found and the largest face's emotion (None and NaN when no face)."""
+    """One frame's row: the faces found, the largest face's emotion (None and NaN when no face) and how bright
+    the frame is."""
     boxes = recognizer.detect(bgr)
     row = {"time_s": round(time_s, 3), "frame": index, "faces": len(boxes), "label": None,
-           **{e: math.nan for e in EMOTIONS}}
+           **{e: math.nan for e in EMOTIONS}, "brightness": round(brightness(bgr), 1)}
     if boxes:
         main = max(boxes, key=lambda b: b[2] * b[3])
         probs = recognizer.classify(crop_face(bgr, main)[None])[0]
@@ -145,11 +148,13 @@ def _time_s(cap, index, fps) -> float:
 
 
 def summary(rows) -> dict:
-    """Counts over the rows: analysed frames, frames with a face, and how often each label won."""
+    """Counts over the rows: analysed frames, frames with a face, how often each label won, and the mean
+    brightness of the analysed frames (None without rows)."""
     labels = [r["label"] for r in rows if r["label"]]
     counts = {e: labels.count(e) for e in EMOTIONS}
     return {"analysed": len(rows), "with_face": len(labels), "labels": counts,
-            "top": max(counts, key=counts.get) if labels else None}
+            "top": max(counts, key=counts.get) if labels else None,
+            "brightness": float(np.mean([r["brightness"] for r in rows])) if rows else None}
 
 
 def rows_to_csv(rows) -> str:
