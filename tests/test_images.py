@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from fer_core.errors import InvalidImageError
-from fer_core.data.images import (DARK_LEVEL, MAX_PIXELS, brightness, dark_note, load_image, load_image_reduced,
-                                  reduction)
+from fer_core.data.images import (DARK_LEVEL, MAX_PIXELS, brightness, dark_note, faces_level, load_image,
+                                  load_image_reduced, reduction)
 
 try:
     from helpers_images import astronaut_rgb, encode
@@ -416,3 +416,10 @@ def test_only_a_dark_picture_gets_a_note():
     assert dark_note(None) is None and dark_note(DARK_LEVEL) is None and dark_note(120.0) is None
     assert dark_note(DARK_LEVEL - 0.6) == ("The picture is dark (mean level 34 of 255): faces are found less often "
                                            "and their emotions read less surely; more light on the face helps.")
+
+
+def test_faces_level_reads_the_faces_and_the_picture_only_without_them():
+    night = np.full((480, 640, 3), 10, np.uint8)
+    lit = [np.full((48, 48), 150, np.uint8), np.full((48, 48), 110, np.uint8)]
+    assert faces_level(night, lit) == 130.0  # a lit face in a dark picture is not dark
+    assert faces_level(night, []) == 10.0 and faces_level(night, np.zeros((0, 48, 48), np.uint8)) == 10.0

@@ -235,21 +235,34 @@ def test_draws_box_label_and_bars(rec, face_frame):
 
 
 def test_a_dim_room_is_measured_on_analysed_frames_and_named(rec, face_frame):
-    """The astronaut's frame as a dim room gives it (gamma 3, half the contrast): still found, its mean level
-    averaged over the analysed frames, and the page's line says it is dark; the frame as it is does not."""
-    dim = (255 * (face_frame / 255.0) ** 3 * 0.5).round().astype(np.uint8)
+    """The astronaut's frame as a dim room gives it (levels to the power 3, then scaled by 0.35): still found,
+    the face's mean level averaged over the analysed frames, and the page's line says it is dark; the frame as
+    it is does not."""
+    dim = (255 * (face_frame / 255.0) ** 3 * 0.35).round().astype(np.uint8)
     proc = LiveProcessor(rec, adaptive=False)
     assert proc.snapshot().level is None
     for _ in range(3):
         proc(dim)
     stats = proc.snapshot()
     assert stats.face_frames == 3  # YuNet and Haar still find this face
-    assert stats.level == pytest.approx(dim.mean(), abs=1.5) and stats.level < 35
+    (track,) = proc.visible_tracks
+    assert stats.level == pytest.approx(crop_face(dim, track.box).mean(), abs=0.5) and stats.level < 35
     assert "The picture is dark (mean level" in detail_line(stats)
     lit = LiveProcessor(rec, adaptive=False)
     lit(face_frame)
-    assert lit.snapshot().level == pytest.approx(face_frame.mean(), abs=1.5) and "dark" not in detail_line(
-        lit.snapshot())
+    assert lit.snapshot().level > 35 and "dark" not in detail_line(lit.snapshot())
+    empty = LiveProcessor(rec, adaptive=False)
+    empty(np.full((480, 640, 3), 20, np.uint8))  # no face: the frame's own level
+    assert empty.snapshot().level == 20.0 and "dark" in detail_line(empty.snapshot())
+
+
+def test_a_lit_face_in_a_dark_frame_is_not_called_dark(rec, face_frame):
+    stage = np.zeros_like(face_frame)  # the face lit, the rest of the frame black, as on a stage
+    stage[:240, 200:480] = face_frame[:240, 200:480]
+    proc = LiveProcessor(rec, adaptive=False)
+    proc(stage)
+    assert proc.snapshot().face_frames == 1 and stage.mean() < 35
+    assert proc.snapshot().level > 35 and "dark" not in detail_line(proc.snapshot())
 
 
 def test_blank_frames_come_back_unchanged(rec):

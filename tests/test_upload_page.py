@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.app.examples import EXAMPLE, EXAMPLES_DIR, example_photo
+from fer_core.data.preprocess import crop_face
 
 try:
     from helpers_images import astronaut_bgr, astronaut_rgb, encode, montage
@@ -119,7 +120,7 @@ def test_a_picture_without_a_face(app):
     assert not app.get("plotly_chart") and not app.download_button
 
 
-def dimmed(rgb, gamma=3.0, contrast=0.5):
+def dimmed(rgb, gamma=3.0, contrast=0.35):
     """`rgb` as a dim room photographs it."""
     return (255 * (rgb / 255.0) ** gamma * contrast).round().astype(np.uint8)
 
@@ -130,9 +131,20 @@ def test_a_dark_photo_is_read_and_said_to_be_dark(app, astronaut_png):
     assert not app.exception and not app.error
     faces = [m for m in values(app.markdown) if m.startswith("**Face")]
     assert len(faces) == 2  # found in the dark photo too
+    (box,) = EmotionRecognizer().detect(dimmed(astronaut_rgb())[:, :, ::-1])
+    level = crop_face(dimmed(astronaut_rgb())[:, :, ::-1], box).mean()  # the face's level, not the picture's
     notes = [c for c in values(app.caption) if c.startswith("The picture is dark")]
-    assert notes == [f"The picture is dark (mean level {dimmed(astronaut_rgb()).mean():.0f} of 255): faces are "
-                     "found less often and their emotions read less surely; more light on the face helps."]
+    assert level < 35 and notes == [f"The picture is dark (mean level {level:.0f} of 255): faces are found less "
+                                     "often and their emotions read less surely; more light on the face helps."]
+
+
+def test_a_lit_face_in_a_dark_photo_is_not_called_dark(app):
+    stage = np.zeros((1000, 1000, 3), np.uint8)  # the astronaut lit in the middle of a black stage
+    stage[244:756, 244:756] = astronaut_rgb()
+    upload(app, ("stage.png", encode(Image.fromarray(stage), "PNG"), "image/png"))
+    assert not app.exception and not app.error and stage.mean() < 35
+    assert [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert not [c for c in values(app.caption) if "dark" in c]
 
 
 def test_a_dark_photo_without_a_face_says_so_before_the_usual_hint(app):

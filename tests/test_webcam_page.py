@@ -45,11 +45,11 @@ def page(monkeypatch):
 
 def small_video(path, frames=6, dim=False) -> bytes:
     """An MJPG .avi of the astronaut on a grey 640x480 frame, 5 fps, or as a dim room films it (levels raised to
-    the power 3, then halved); returns its bytes."""
+    the power 3, then scaled by 0.35); returns its bytes."""
     face = np.full((480, 640, 3), 90, np.uint8)
     face[:, 100:580] = cv2.resize(astronaut_bgr(), (480, 480), interpolation=cv2.INTER_AREA)
     if dim:
-        face = (255 * (face / 255.0) ** 3 * 0.5).round().astype(np.uint8)
+        face = (255 * (face / 255.0) ** 3 * 0.35).round().astype(np.uint8)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
     for _ in range(frames):
         writer.write(face)

@@ -203,6 +203,12 @@ def brightness(image: np.ndarray) -> float:
     return float(image[::step, ::step].mean())
 
 
+def faces_level(picture: np.ndarray, crops) -> float:
+    """How bright the faces are: the mean level of their crops (48x48 grey), or of the whole picture when
+    none was found. A bright face in a dark picture (a stage, a night street) is not dark."""
+    return float(np.mean([c.mean() for c in crops])) if len(crops) else brightness(picture)
+
+
 def dark_note(level) -> str | None:
     """The pages' note on a picture of mean `level` (brightness) that is dark; None when it is not (or unknown)."""
     if level is None or level >= DARK_LEVEL:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.images import brightness, downscale, load_image_reduced
+from ..data.images import downscale, faces_level, load_image_reduced
 from ..data.preprocess import crop_face
 from ..errors import FerError
 
@@ -103,7 +103,7 @@ class ImageResult:
     annotated: np.ndarray = None  # BGR, at most DISPLAY_MAX_SIDE per side
     size: tuple = None  # (width, height) of the original picture
     seconds: float = 0.0  # decode + detect + classify + draw
-    level: float = None  # the picture's mean level, 0-255 (images.brightness): images.dark_note says when it is dark
+    level: float = None  # how bright its faces are, 0-255 (images.faces_level): images.dark_note says when too dark
     error: str = None
 
 
@@ -126,6 +126,7 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
     small, scale = downscale(bgr, max_side)
     annotated = draw_faces(small, faces, scale)
-    return ImageResult(name, faces=[f.scaled(size[0] / bgr.shape[1], size) for f in faces],
-                       crops=[crop_face(gray, f.box) for f in faces], annotated=annotated, size=size,
-                       level=brightness(small), seconds=time.perf_counter() - start)
+    crops = [crop_face(gray, f.box) for f in faces]
+    return ImageResult(name, faces=[f.scaled(size[0] / bgr.shape[1], size) for f in faces], crops=crops,
+                       annotated=annotated, size=size, level=faces_level(small, crops),
+                       seconds=time.perf_counter() - start)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.images import brightness, dark_note
+from ..data.images import dark_note, faces_level
 from ..data.preprocess import crop_face
 from .annotate import EMOTION_COLORS, draw_faces, emotion_bgr
 
@@ -186,7 +186,7 @@ class LiveStats:
     frame_ms: float = 0.0  # moving average of the processing time per frame
     interval: int = 1  # one frame in `interval` is analysed
     now: float = 0.0  # the processor's clock when the snapshot was taken
-    level: float = None  # moving average of the analysed frames' mean level (images.brightness); None before one
+    level: float = None  # moving average of images.faces_level over the analysed frames; None before one
     history: tuple = field(default_factory=tuple)  # (time, probs or None) of the main face, oldest first
 
 
@@ -227,8 +227,7 @@ class LiveProcessor:
             start = self.clock()
             analyse = self.policy.should_analyse()
             try:
-                out, tracks = self._process(bgr, analyse)
-                level = brightness(bgr) if analyse else None
+                out, tracks, level = self._process(bgr, analyse)
             except Exception as e:  # a failed frame must not end the stream
                 self._record_error(e)
                 return bgr
@@ -263,12 +262,15 @@ class LiveProcessor:
                              now=now, level=self._level, history=tuple(self._history))
 
     def _process(self, bgr, analyse):
-        """(annotated copy, visible tracks); on skipped frames the last tracks are drawn again."""
+        """(annotated copy, visible tracks, how bright the faces are or None); on skipped frames the last tracks
+        are drawn again."""
+        level = None
         if analyse:
             boxes = self.detect_faces(bgr)
-            probs = self._classify(bgr, boxes)
-            self._visible = self.tracker.update(boxes, probs)
-        return draw_tracks(bgr, self._visible), list(self._visible)
+            crops = [crop_face(bgr, b) for b in boxes]
+            self._visible = self.tracker.update(boxes, self._classify(crops))
+            level = faces_level(bgr, crops)
+        return draw_tracks(bgr, self._visible), list(self._visible), level
 
     def detect_faces(self, bgr) -> list:
         """Face boxes in frame pixels, found on a copy downscaled to at most detect_max_side."""
@@ -279,14 +281,14 @@ class LiveProcessor:
         small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         return [scale_box(b, 1.0 / scale, w, h) for b in self.recognizer.detect(small, min_face=self.min_face)]
 
-    def _classify(self, bgr, boxes) -> np.ndarray:
-        """Probabilities [N, 7] for the faces at `boxes`."""
-        if not boxes:
+    def _classify(self, crops) -> np.ndarray:
+        """Probabilities [N, 7] for the faces' 48x48 crops."""
+        if not crops:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        return self.recognizer.classify(np.stack([crop_face(bgr, b) for b in boxes]))
+        return self.recognizer.classify(np.stack(crops))
 
     def _record(self, tracks, start, seconds, level):
-        """Counts one frame; `level` is its brightness on analysed frames, None on skipped ones."""
+        """Counts one frame; `level` is how bright its faces are on analysed frames, None on skipped ones."""
         analysed = level is not None
         with self._stats_lock:
             c = self._counts

@@ -2,8 +2,8 @@
 
 `iter_rows` reads the file with cv2.VideoCapture, analyses one frame in `stride` (the others are
 grabbed without being decoded into pictures) and yields a row per analysed frame: its time, index,
-number of faces, the largest face's label and seven probabilities, and the frame's brightness (mean level
-0-255, `images.brightness`). No frame is kept, so memory
+number of faces, the largest face's label and seven probabilities, and how bright that face is (the mean
+level of its crop, 0-255; of the frame when there is no face). No frame is kept, so memory
 stays flat whatever the video's length. Uploaded bytes go through `temp_video`, since OpenCV
 reads from a path.
 """
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.images import brightness
+from ..data.images import faces_level
 from ..data.preprocess import crop_face
 from ..errors import FerError
 
@@ -129,15 +129,16 @@ def analyse_video(path, recognizer, max_frames: int = MAX_ANALYSED, progress=Non
 
 def frame_row(recognizer, bgr: np.ndarray, index: int, time_s: float) -> dict:
     """One frame's row: the faces found, the largest face's emotion (None and NaN when no face) and how bright
-    the frame is."""
+    that face is (images.faces_level)."""
     boxes = recognizer.detect(bgr)
     row = {"time_s": round(time_s, 3), "frame": index, "faces": len(boxes), "label": None,
-           **{e: math.nan for e in EMOTIONS}, "brightness": round(brightness(bgr), 1)}
-    if boxes:
-        main = max(boxes, key=lambda b: b[2] * b[3])
-        probs = recognizer.classify(crop_face(bgr, main)[None])[0]
+           **{e: math.nan for e in EMOTIONS}}
+    crops = [crop_face(bgr, max(boxes, key=lambda b: b[2] * b[3]))] if boxes else []
+    if crops:
+        probs = recognizer.classify(crops[0][None])[0]
         row["label"] = EMOTIONS[int(np.argmax(probs))]
         row.update({e: float(p) for e, p in zip(EMOTIONS, probs)})
+    row["brightness"] = round(faces_level(bgr, crops), 1)
     return row
 
 
@@ -148,8 +149,8 @@ def _time_s(cap, index, fps) -> float:
 
 
 def summary(rows) -> dict:
-    """Counts over the rows: analysed frames, frames with a face, how often each label won, and the mean
-    brightness of the analysed frames (None without rows)."""
+    """Counts over the rows: analysed frames, frames with a face, how often each label won, and their mean
+    brightness (None without rows)."""
     labels = [r["label"] for r in rows if r["label"]]
     counts = {e: labels.count(e) for e in EMOTIONS}
     return {"analysed": len(rows), "with_face": len(labels), "labels": counts,
