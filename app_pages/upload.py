@@ -86,7 +86,7 @@ def show_result(key, result, model):
     dark = dark_note(result.level)
     with faces_col:
         if not result.faces:
-            st.info(f"**{result.name}**: no face found. {dark or ''} {NO_FACE_HINT}")
+            st.info(" ".join(filter(None, (f"**{result.name}**: no face found.", dark, NO_FACE_HINT))))
         elif dark:
             st.caption(dark)
         for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):

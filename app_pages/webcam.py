@@ -83,7 +83,7 @@ def show_rows(name, rows):
     cols[2].metric("Most frequent emotion", s["top"] or "none")
     dark = dark_note(s["brightness"])
     if not s["with_face"]:
-        st.info(f"{name}: no face found in the analysed frames. {dark or ''}")
+        st.info(" ".join(filter(None, (f"{name}: no face found in the analysed frames.", dark))))
         return
     if dark:
         st.caption(dark)

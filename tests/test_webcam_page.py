@@ -90,6 +90,18 @@ def test_video_tab_says_when_a_video_is_dark(page, tmp_path):
     assert len(notes) == 1 and notes[0].endswith("more light on the face helps.")
 
 
+def test_video_tab_without_a_face_says_so_and_why_when_dark(page, tmp_path):
+    path = tmp_path / "night.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
+    for _ in range(4):
+        writer.write(np.full((480, 640, 3), 12, np.uint8))
+    writer.release()
+    page.file_uploader(key="video_upload").set_value(("night.avi", path.read_bytes(), "video/x-msvideo")).run()
+    assert not page.exception, page.exception
+    (info,) = [i.value for i in page.info]
+    assert info.startswith("night.avi: no face found in the analysed frames. The picture is dark (mean level 1")
+
+
 def test_video_tab_refuses_a_file_that_is_not_a_video(page):
     page.file_uploader(key="video_upload").set_value(("notes.mp4", b"just some text\n" * 20, "video/mp4")).run()
     assert not page.exception, page.exception
