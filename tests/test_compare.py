@@ -127,6 +127,19 @@ def measured(card, dataset, build):
         return None
 
 
+def test_log_ticks_are_the_1_2_5_values_inside_the_range_or_every_digit_in_a_narrow_one():
+    assert compare.log_ticks(np.log10(0.09), np.log10(11)) == [0.1, 0.2, 0.5, 1, 2, 5, 10]
+    assert compare.log_ticks(np.log10(1.5), np.log10(45.5)) == [2, 5, 10, 20]
+    assert compare.log_ticks(np.log10(0.25), np.log10(0.75)) == [0.3, 0.4, 0.5, 0.6, 0.7]  # one 1-2-5 value only
+    assert compare.log_ticks(np.log10(3.1), np.log10(3.9)) == []  # no digit: plotly's own ticks
+
+
+def test_a_scatter_of_one_model_keeps_plotlys_ticks():
+    card = next(c for c in read_cards() if c["name"] == default_name())
+    fig = compare.accuracy_latency_figure([card], None, "fer2013", "int8")
+    assert len(fig.data) == 1 and fig.layout.xaxis.tickvals is None and fig.layout.xaxis.ticktext is None
+
+
 @pytest.mark.parametrize("dataset", ["fer2013", "wild_photos"])
 @pytest.mark.parametrize("build", ["int8", "fp32"])
 def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy(dataset, build):
@@ -142,6 +155,10 @@ def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy(dat
         labelled = card["name"] in picked
         assert (card["name"] in labels(fig)) == labelled and (t.marker.color == "lightgrey") != labelled
     assert fig.layout.xaxis.type == "log"
+    ticks, lo, hi = fig.layout.xaxis.tickvals, *fig.layout.xaxis.range  # 1-2-5 ms ticks, each labelled in full
+    assert list(fig.layout.xaxis.ticktext) == [f"{v:g}" for v in ticks] and len(ticks) >= 3
+    assert all(lo <= np.log10(v) <= hi for v in ticks)
+    assert ticks[0] <= 10 * min(t.x[0] for t in fig.data) and ticks[-1] >= max(t.x[0] for t in fig.data) / 10
     assert build in fig.layout.xaxis.title.text and fig.layout.yaxis.title.text == f"{dataset} val accuracy ({build})"
     for name, a in labels(fig).items():  # a label sits at its point (log x axis: annotations take log10)
         ms, acc = measured(next(c for c in cards if c["name"] == name), dataset, build)

@@ -239,6 +239,19 @@ def _padded(lo, hi, share=0.08, least=0.02):
     return [lo - pad, hi + pad]
 
 
+def log_ticks(lo, hi) -> list:
+    """Tick values from 10**lo to 10**hi for a log axis: 1-2-5 (…, 0.1, 0.2, 0.5, 1, 2, …), or every digit when a
+    narrow range holds fewer than two of those; [] (plotly's own ticks) when it holds fewer than two digits. Plotly
+    labels its minor log ticks by their first digit only, so 0.2 ms read "2" beside "1" for 1 ms."""
+    decades = range(int(np.floor(lo)), int(np.ceil(hi)) + 1)
+    for mantissas in ((1, 2, 5), range(1, 10)):
+        values = [round(m * 10.0 ** d, 10) for d in decades for m in mantissas]
+        inside = [v for v in values if lo <= np.log10(v) <= hi]
+        if len(inside) >= 2:
+            return inside
+    return []
+
+
 def accuracy_latency_figure(cards, selected=None, dataset=PRIMARY, build="int8", width=SCATTER_WIDTH) -> go.Figure:
     """Val accuracy on `dataset` against CPU ms/face (batch 1) of each model's `build` (BUILDS), one point per
     model that has both (speed_point). The selected models (all when `selected` is None) are coloured and named
@@ -246,7 +259,7 @@ def accuracy_latency_figure(cards, selected=None, dataset=PRIMARY, build="int8",
     leader line when it sits away from its point; the others are small grey points, named on hover only."""
     selected = {c["name"] for c in cards} if selected is None else set(selected)
     palette = colors([c for c in cards if c["name"] in selected])  # as in the figures drawn for `select(cards, ...)`
-    points = [(c["name"], *speed_point(c, dataset, build)) for c in cards if speed_point(c, dataset, build)]
+    points = [(c["name"], *p) for c in cards if (p := speed_point(c, dataset, build))]
     fig = go.Figure()
     if not points:
         return _empty_note(fig, f"no card has both {dataset} val accuracy and CPU latency for its {build} build")
@@ -280,8 +293,10 @@ def accuracy_latency_figure(cards, selected=None, dataset=PRIMARY, build="int8",
         else:
             fig.add_annotation(**common, showarrow=True, ax=dx, ay=dy, arrowhead=0, arrowwidth=1,
                                arrowcolor=palette[name], standoff=MARKER_PX / 2)
+    ticks = log_ticks(*xrange)
     fig.update_layout(xaxis_title=f"CPU ms per face, {BUILDS[build]} (batch 1, median; log scale)",
                       xaxis_type="log", xaxis_range=xrange, yaxis_range=yrange,
+                      xaxis_tickvals=ticks or None, xaxis_ticktext=[f"{v:g}" for v in ticks] or None,
                       yaxis_title=f"{dataset} val accuracy ({build})",
                       yaxis_tickformat=".0%", showlegend=False, height=height, margin=m)
     return fig
