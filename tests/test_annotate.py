@@ -47,6 +47,7 @@ def test_one_distinct_colour_per_emotion():
 def test_label_text():
     assert label_text(face("happy", confidence=0.934)) == "happy 93%"
     assert label_text(face("sad", confidence=0.5)) == "sad 50%"
+    assert label_text(face("sad", confidence=0.5), 3) == "3: sad 50%"
 
 
 def test_line_style_grows_with_the_picture():
@@ -89,6 +90,22 @@ def test_draw_faces_draws_on_a_copy_in_the_emotions_colour():
     assert strip[rows.min():].mean() > 0.5
     text = out[rows.min():150, 100:160]
     assert (text.max(axis=2) < 60).any()  # dark text on the yellow tag
+
+
+def test_numbered_labels_start_with_each_faces_number():
+    faces = [face("happy", (100, 150, 200, 200)), face("happy", (400, 150, 150, 150))]
+    plain, numbered = draw_faces(grey_canvas(480, 640), faces), draw_faces(grey_canvas(480, 640), faces, numbered=True)
+    thickness, font_scale = line_style((480, 640))
+
+    def tag_width(out, x):  # the tag's bottom padding, just above the box's top line, is its colour alone
+        return int((out[148, x:] == emotion_bgr("happy")).all(axis=1).argmin())
+
+    def text_width(text):
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness // 2))[0][0]
+    for x, number in ((100, 1), (400, 2)):
+        grown = tag_width(numbered, x) - tag_width(plain, x)
+        assert grown == text_width(f"{number}: happy 93%") - text_width("happy 93%") > 10
+    assert np.array_equal(plain[150:], numbered[150:])  # the boxes themselves are the same
 
 
 def test_label_goes_inside_the_box_at_the_top_edge():
@@ -136,6 +153,17 @@ def test_analyse_a_smiling_face(rec):
     x, y, w, h = result.faces[0].box
     assert tuple(result.annotated[y + h // 2, x]) == emotion_bgr("happy")
     assert result.seconds > 0
+
+
+def test_analyse_numbers_the_faces_of_a_picture_with_several(rec):
+    """Two astronauts side by side: each box's label starts with its face's number, as the page lists them."""
+    pair = np.concatenate([astronaut_bgr(), astronaut_bgr()[:, ::-1]], axis=1)
+    result = analyse(rec, "pair.png", encode(Image.fromarray(pair[:, :, ::-1]), "PNG"))
+    assert len(result.faces) == 2 and result.faces[0].box[0] < 512 < result.faces[1].box[0]
+    assert np.array_equal(result.annotated, draw_faces(pair, result.faces, numbered=True))
+    assert not np.array_equal(result.annotated, draw_faces(pair, result.faces))
+    one = analyse(rec, "astronaut.png", encode(Image.fromarray(astronaut_rgb()), "PNG"))
+    assert np.array_equal(one.annotated, draw_faces(astronaut_bgr(), one.faces))  # a lone face: no number
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP", "GIF"])

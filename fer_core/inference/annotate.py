@@ -40,9 +40,10 @@ def text_bgr(background: tuple) -> tuple:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
 
 
-def label_text(face) -> str:
-    """'happy 93%' for a FaceResult."""
-    return f"{face.label} {face.confidence:.0%}"
+def label_text(face, number=None) -> str:
+    """'happy 93%' for a FaceResult; '2: happy 93%' with its `number` (the upload page's "Face 2")."""
+    text = f"{face.label} {face.confidence:.0%}"
+    return text if number is None else f"{number}: {text}"
 
 
 def line_style(shape) -> tuple:
@@ -51,16 +52,18 @@ def line_style(shape) -> tuple:
     return max(1, round(side / 400)), max(0.35, side / 1400)
 
 
-def draw_faces(image: np.ndarray, faces, scale: float = 1.0) -> np.ndarray:
+def draw_faces(image: np.ndarray, faces, scale: float = 1.0, numbered: bool = False) -> np.ndarray:
     """A copy of BGR `image` with each face's box and label; boxes are multiplied by `scale`
-    (for a picture that `images.downscale` made smaller)."""
+    (for a picture that `images.downscale` made smaller). `numbered`: each label starts with the face's
+    number, 1 for the first in `faces`, so a list of the faces can refer to its box."""
     out = image.copy()
     thickness, font_scale = line_style(out.shape)
-    for face in faces:
+    for number, face in enumerate(faces, 1):
         x, y, w, h = (int(round(v * scale)) for v in face.box)
         color = emotion_bgr(face.label)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness)
-        _draw_label(out, label_text(face), (x, y), color, thickness, font_scale)
+        text = label_text(face, number if numbered else None)
+        _draw_label(out, text, (x, y), color, thickness, font_scale)
     return out
 
 
@@ -109,7 +112,7 @@ class ImageResult:
 
 def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="none") -> ImageResult:
     """Decode `data` (bytes or anything load_image takes), find and classify its faces (with `tta`, see
-    EmotionRecognizer.classify), draw them.
+    EmotionRecognizer.classify), draw them (numbered left to right when there are several).
 
     A large JPEG is decoded at a fraction of its size that still has every pixel the detector and the drawing
     read (`images.load_image_reduced`); the boxes are given in the whole picture's pixels all the same.
@@ -125,7 +128,7 @@ def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="
     faces = recognizer.predict(bgr, tta=tta)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if faces else None
     small, scale = downscale(bgr, max_side)
-    annotated = draw_faces(small, faces, scale)
+    annotated = draw_faces(small, faces, scale, numbered=len(faces) > 1)  # numbers match the page's "Face N"
     crops = [crop_face(gray, f.box) for f in faces]
     return ImageResult(name, faces=[f.scaled(size[0] / bgr.shape[1], size) for f in faces], crops=crops,
                        annotated=annotated, size=size, level=faces_level(small, crops),
