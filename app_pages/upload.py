@@ -87,7 +87,9 @@ def show_result(key, result, model):
     with faces_col:
         if not result.faces:
             st.info(" ".join(filter(None, (f"**{result.name}**: no face found.", dark, NO_FACE_HINT))))
-        elif dark:
+        elif tally := faces_tally(result.faces):
+            st.markdown(tally)
+        if result.faces and dark:
             st.caption(dark)
         for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
             show_face(key, index, face, crop, model)
@@ -105,7 +107,8 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
 # not wait. PyTorch loads only for Grad-CAM, or where the model has no usable int8 file.
 ui.before_first_heavy_import()
 from fer_core.data.images import dark_note  # noqa: E402
-from fer_core.inference.annotate import UPLOAD_TTA, analyse, label_text, probability_chart  # noqa: E402
+from fer_core.inference.annotate import (UPLOAD_TTA, analyse, faces_tally, label_text,  # noqa: E402
+                                        probability_chart)
 
 recognizer = ui.recognizer()
 if inputs:

@@ -9,7 +9,7 @@ from skimage import data
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.data.images import downscale
 from fer_core.inference.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr,
-                                         label_text, line_style, probability_chart, text_bgr)
+                                         faces_tally, label_text, line_style, probability_chart, text_bgr)
 from fer_core.data.preprocess import FACE_SIZE, crop_face
 from fer_core.inference.recognizer import FaceResult
 
@@ -48,6 +48,13 @@ def test_label_text():
     assert label_text(face("happy", confidence=0.934)) == "happy 93%"
     assert label_text(face("sad", confidence=0.5)) == "sad 50%"
     assert label_text(face("sad", confidence=0.5), 3) == "3: sad 50%"
+
+
+def test_faces_tally_counts_the_emotions_most_common_first():
+    faces = [face(e) for e in ("sad", "happy", "neutral", "happy", "angry", "happy", "neutral")]
+    assert faces_tally(faces) == "7 faces: 3 happy, 2 neutral, 1 angry, 1 sad"  # ties in EMOTIONS order
+    assert faces_tally(faces[:2]) == "2 faces: 1 happy, 1 sad"
+    assert faces_tally(faces[:1]) == faces_tally([]) == ""
 
 
 def test_line_style_grows_with_the_picture():

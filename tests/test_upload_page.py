@@ -72,6 +72,7 @@ def test_a_smiling_face_is_happy(app, astronaut_png):
     assert values(app.subheader) == ["astronaut.png"]
     face_line, = [m for m in values(app.markdown) if m.startswith("**Face")]
     assert face_line.startswith("**Face 1: happy ")
+    assert not [m for m in values(app.markdown) if "faces:" in m]  # no tally for a lone face
     (emotions, probs), = chart_bars(app)
     assert emotions == list(EMOTIONS)
     assert emotions[int(np.argmax(probs))] == "happy" and max(probs) > 0.8
@@ -102,6 +103,7 @@ def test_a_group_photo_gets_a_row_per_face(app):
     assert [f.split(":")[0] for f in faces] == ["**Face 1", "**Face 2", "**Face 3"]
     assert all(": happy " in f for f in faces)
     assert len(chart_bars(app)) == 3
+    assert "3 faces: 3 happy" in values(app.markdown)  # the tally above the faces
 
 
 def test_the_same_photo_twice(app, astronaut_png):

@@ -46,6 +46,16 @@ def label_text(face, number=None) -> str:
     return text if number is None else f"{number}: {text}"
 
 
+def faces_tally(faces) -> str:
+    """'5 faces: 3 happy, 1 neutral, 1 sad' (most common first, ties in EMOTIONS order) for a picture with
+    several faces; '' for one or none, where the face's own line says it all."""
+    if len(faces) < 2:
+        return ""
+    labels = [f.label for f in faces]
+    counts = sorted(((labels.count(e), -i, e) for i, e in enumerate(EMOTIONS) if e in labels), reverse=True)
+    return f"{len(faces)} faces: " + ", ".join(f"{n} {e}" for n, _, e in counts)
+
+
 def line_style(shape) -> tuple:
     """(line thickness in px, font scale) for a picture of this shape: both grow with its size."""
     side = max(shape[:2])
