@@ -121,7 +121,7 @@ def section_means_and_histograms(path, dataset, split):
     fingerprint = dataset.fingerprint()
     st.subheader(f"Mean face per class ({split})")
     class_counts = counts(path, fingerprint, dataset)[split]
-    st.image(list(mean_faces(path, fingerprint, split, dataset)), width=96,
+    st.image(list(mean_faces(path, fingerprint, split, dataset)), width=120,  # room for "surprise (n=3171)"
              caption=[f"{e} (n={class_counts[e]})" for e in EMOTIONS])
     st.subheader("Pixel intensities")
     by = st.radio("Histogram per", ["class", "split"], horizontal=True, key="explore_hist_by")
