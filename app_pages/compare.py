@@ -89,10 +89,11 @@ if compare.robustness_rows(cards):
         st.caption(note)
 
 st.subheader("Training curves")
-st.caption("Dashed: train, solid: val, per epoch.")
+st.caption(compare.curves_caption(selected))
 st.plotly_chart(compare.training_curves_figure(selected))
-if note := compare.left_out(selected, "history"):
-    st.caption(note)
+for note in (compare.fine_tune_note(selected, cards), compare.left_out(selected, "history")):
+    if note:
+        st.caption(note)
 
 st.subheader("Calibration")
 st.plotly_chart(compare.reliability_figure(selected))

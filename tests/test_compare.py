@@ -275,15 +275,52 @@ def test_shipped_training_curves_have_one_point_per_epoch_and_one_legend_entry_p
     cards = read_cards()
     fig = compare.training_curves_figure(cards)
     trained = [c for c in cards if c.get("history")]  # an ensemble card has no training history
-    assert len(fig.data) == 4 * len(trained)  # train/val x loss/accuracy
     assert [t.name for t in fig.data if t.showlegend] == [c["name"] for c in trained]
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below the plots, not beside
     for card in trained:
         epochs = tuple(h["epoch"] for h in card["history"])
+        photos = "wild_photos_val_acc" in card["history"][0]  # fine-tuned beside the real photos
         mine = [t for t in fig.data if t.legendgroup == card["name"]]
-        assert len(mine) == 4 and all(t.x == epochs for t in mine)
+        assert len(mine) == (6 if photos else 4) and all(t.x == epochs for t in mine)  # loss and accuracy each
+        assert [t.line.dash for t in mine] == (["dash", "solid", "dot"] if photos else ["dash", "solid"]) * 2
+        assert all((t.mode == "lines+markers") == (len(epochs) <= compare.FEW_EPOCHS) for t in mine)
+        assert [t.marker.symbol for t in mine[:len(mine) // 2]] == ["circle-open", "circle", "diamond"][:len(mine) // 2]
         val_loss = [t for t in mine if t.xaxis == "x" and t.line.dash == "solid"][0]
         assert list(val_loss.y) == [h["val_loss"] for h in card["history"]]
+        if photos:
+            photo_acc = [t for t in mine if t.xaxis == "x2" and t.line.dash == "dot"][0]
+            assert list(photo_acc.y) == [h["wild_photos_val_acc"] for h in card["history"]]
+    assert sum("wild_photos_val_acc" in c["history"][0] for c in trained) >= 6  # the default and its line
+
+
+def test_shipped_default_is_named_as_a_fine_tune_with_its_whole_lineage():
+    cards = read_cards()
+    default = next(c for c in cards if c["name"] == "vgg13_s_wild4")
+    assert compare.lineage(default, cards) == ["vgg13_s_wild3", "vgg13_s_wild2", "vgg13_s_wild", "vgg13_s_real",
+                                               "vgg13_s_kd_long"]
+    note = compare.fine_tune_note([default, next(c for c in cards if c["name"] == "vgg13_kd")], cards)
+    assert note.endswith("vgg13_s_wild4: 8 epochs from vgg13_s_wild3 (itself from vgg13_s_wild2 ← vgg13_s_wild ← "
+                         "vgg13_s_real ← vgg13_s_kd_long).") and "vgg13_kd" not in note  # trained from scratch
+    assert compare.curves_caption([default]) == (
+        "Per epoch. Dashed: train, solid: FER2013 val, dotted: wild_photos val (trained beside FER2013). "
+        "Runs of up to 12 epochs (fine-tunes) mark each one: ○ train, ● FER2013 val, ◆ wild_photos val.")
+
+
+def test_lineage_stops_at_an_unknown_model_and_at_a_loop():
+    def tuned(name, parent):
+        return {**full_card(name), "initialized_from": {"name": parent, "sha256": "0" * 64}}
+    a, b, c = tuned("a", "b"), tuned("b", "c"), tuned("c", "a")  # a loop: c from a
+    assert compare.lineage(a, [a, b, c]) == ["b", "c"]
+    assert compare.lineage(a, [a]) == ["b"]  # b's card is not here: its own parent is unknown
+    assert compare.lineage(full_card("scratch"), [a]) == []
+    assert compare.fine_tune_note([a], [a]) == ("Fine-tuned from another model's weights, so their epochs count "
+                                                "from the start of the fine-tune: a: 3 epochs from b.")
+    assert compare.fine_tune_note([full_card("scratch")], [a]) is None
+    assert compare.curves_caption([full_card("scratch")]) == ("Per epoch. Dashed: train, solid: FER2013 val. Runs of "
+                                                              "up to 12 epochs (fine-tunes) mark each one: ○ train, "
+                                                              "● FER2013 val.")  # its 3 epochs
+    long_run = {**full_card("long"), "history": full_card("x")["history"] * 5}
+    assert compare.curves_caption([long_run]) == "Per epoch. Dashed: train, solid: FER2013 val."
 
 
 @pytest.mark.parametrize("card", shipped_cards(), ids=lambda c: c["name"])

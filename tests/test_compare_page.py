@@ -66,6 +66,9 @@ def test_dashboard_preselects_default_best_single_and_best_ensemble_and_folds_se
                                                for n in calibration["model"]]
     temperatures = [None if pd.isna(t) else t for t in calibration["temperature"]]
     assert temperatures == [cards[n].get("temperature") for n in calibration["model"]]
+    captions = [c.value for c in at.caption]  # the default is a fine-tune beside the real photos
+    assert any(c.startswith("Per epoch. Dashed: train, solid: FER2013 val, dotted: wild_photos val") for c in captions)
+    assert any(c.startswith("Fine-tuned from another") and f"{default_name()}: " in c for c in captions)
 
 
 def test_picking_models_changes_the_figures_and_unfolding_shows_every_seed():

@@ -21,7 +21,10 @@ from ..models.cards import default_name, read_cards, val_accuracy
 from . import report
 
 PALETTE = qualitative.Plotly
-CURVES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_acc", "val_acc"))
+CURVES = (("loss", "loss"), ("accuracy", "acc"))  # (panel title, history key suffix): train_acc, val_acc, ...
+CURVE_DASH = {"train": "dash", "val": "solid"}  # another val set (a real-photo one, `{name}_val_acc`): dotted
+FEW_EPOCHS = 12  # curves of at most this many epochs (a short fine-tune) also mark each epoch, with these:
+CURVE_MARKER = {"dash": "circle-open", "solid": "circle", "dot": "diamond"}  # tell them apart when packed tight
 PERCENT = (report.ACC, report.TTA, report.ROBUST, report.SPREAD)
 BOTTOM_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0}
 
@@ -425,40 +428,89 @@ def dataset_rows(cards, dataset) -> list:
 # ---------------------------------------------------------------------------------- training curves
 
 def history(card) -> dict:
-    """{metric key: ([epoch...], [value...])} from the card's history (entries lacking a key are skipped)."""
+    """{metric key: ([epoch...], [value...])} from the card's history, for every train_*, val_* and
+    {dataset}_val_* loss and accuracy in it (entries lacking a key are skipped)."""
     out = {}
     for i, entry in enumerate(card.get("history") or [], 1):
-        for _, train_key, val_key in CURVES:
-            for key in (train_key, val_key):
-                if entry.get(key) is not None:
-                    xs, ys = out.setdefault(key, ([], []))
-                    xs.append(int(entry.get("epoch", i)))
-                    ys.append(entry[key])
+        for key, value in entry.items():
+            if value is not None and key.endswith(("_loss", "_acc")) and key.split("_")[-2] in CURVE_DASH:
+                xs, ys = out.setdefault(key, ([], []))
+                xs.append(int(entry.get("epoch", i)))
+                ys.append(value)
     return out
 
 
+def curve_keys(curves, suffix) -> list:
+    """(history key, line dash) for one panel: train, FER2013 val, then any other val set (dotted)."""
+    keys = [f"{split}_{suffix}" for split in CURVE_DASH] + sorted(
+        k for k in curves if k.endswith(f"_val_{suffix}") and k != f"val_{suffix}")
+    return [(k, CURVE_DASH.get(k.rsplit("_", 1)[0], "dot")) for k in keys if k in curves]
+
+
 def training_curves_figure(cards) -> go.Figure:
-    """Loss and accuracy per epoch, train (dashed) and val (solid), one colour per model; one legend entry
-    per model (clicking it hides all four of its lines), below the plots."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[title for title, _, _ in CURVES])
+    """Loss and accuracy per epoch, train (dashed), val (solid) and any other val set the model was trained
+    beside (dotted: the real photos), one colour per model; one legend entry per model (clicking it hides all
+    its lines), below the plots. A short curve (a fine-tune) marks each epoch, by a symbol for each of its lines,
+    so it is not lost at the left."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[title for title, _ in CURVES])
     palette = colors(cards)
     for card in cards:
         name, curves = card["name"], history(card)
         first = True
-        for col, (_, train_key, val_key) in enumerate(CURVES, 1):
-            for key, dash in ((train_key, "dash"), (val_key, "solid")):
-                if key in curves:
-                    xs, ys = curves[key]
-                    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name,
-                                             showlegend=first, hovertemplate=f"{name} {key}<br>epoch %{{x}}: %{{y:.3f}}"
-                                             "<extra></extra>", line={"color": palette[name], "dash": dash}),
-                                  row=1, col=col)
-                    first = False
+        for col, (_, suffix) in enumerate(CURVES, 1):
+            for key, dash in curve_keys(curves, suffix):
+                xs, ys = curves[key]
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) <= FEW_EPOCHS else "lines",
+                                         name=name, legendgroup=name, showlegend=first,
+                                         hovertemplate=f"{name} {key}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
+                                         line={"color": palette[name], "dash": dash},
+                                         marker={"size": 6, "symbol": CURVE_MARKER[dash]}),
+                              row=1, col=col)
+                first = False
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     if not fig.data:
         return _empty_note(fig, "no selected card has a training history")
     return bottom_legend(fig, SCATTER_WIDTH)
+
+
+def curves_caption(cards) -> str:
+    """What the training curves' lines and symbols mean, naming the other val sets the picked models' histories
+    have."""
+    others = " and ".join(sorted({k[:-len("_val_acc")] for c in cards for k in history(c)
+                                  if k.endswith("_val_acc") and k != "val_acc"}))
+    dotted = f", dotted: {others} val (trained beside FER2013)" if others else ""
+    text = f"Per epoch. Dashed: train, solid: FER2013 val{dotted}."
+    if any(0 < len(c.get("history") or []) <= FEW_EPOCHS for c in cards):
+        text += (f" Runs of up to {FEW_EPOCHS} epochs (fine-tunes) mark each one: ○ train, ● FER2013 val"
+                 + (f", ◆ {others} val." if others else "."))
+    return text
+
+
+def lineage(card, cards) -> list:
+    """The models `card` was fine-tuned from, nearest first (each card's `initialized_from`), as far as
+    `cards` know them; a name repeated (a loop) ends it."""
+    by_name, chain = {c["name"]: c for c in cards}, []
+    parent = (card.get("initialized_from") or {}).get("name")
+    while parent and parent not in chain and parent != card["name"]:
+        chain.append(parent)
+        parent = (by_name.get(parent, {}).get("initialized_from") or {}).get("name")
+    return chain
+
+
+def fine_tune_note(selected, cards):
+    """The note under the training curves naming each picked fine-tune, how many epochs it ran and what it
+    started from; None when no picked model is one."""
+    lines = []
+    for card in selected:
+        chain = lineage(card, cards)
+        if chain and card.get("history"):
+            earlier = f" (itself from {' ← '.join(chain[1:])})" if chain[1:] else ""
+            lines.append(f"{card['name']}: {len(card['history'])} epochs from {chain[0]}{earlier}")
+    if not lines:
+        return None
+    return ("Fine-tuned from another model's weights, so their epochs count from the start of the fine-tune: "
+            + "; ".join(lines) + ".")
 
 
 # ------------------------------------------------------------------------------------- calibration
