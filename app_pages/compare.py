@@ -98,7 +98,8 @@ for note in (compare.fine_tune_note(selected, cards), compare.left_out(selected,
 st.subheader("Calibration")
 st.plotly_chart(compare.reliability_figure(selected))
 st.caption("Solid: the model's raw probabilities; dotted: after temperature scaling (probabilities / T), "
-           "when the card has it. Marker size grows with the faces in the bin.")
+           f"when the card has it. Marker size grows with the faces in the bin; bins of fewer than "
+           f"{compare.MIN_BIN_FACES} faces are not drawn.")
 st.dataframe(compare.calibration_rows(selected), hide_index=True, column_config={
     "temperature": st.column_config.NumberColumn(format="%.3f", help="softmax temperature in the card (1 if none)"),
     "ece_before": st.column_config.NumberColumn("ECE", format="%.4f",

@@ -23,6 +23,7 @@ from . import report
 PALETTE = qualitative.Plotly
 CURVES = (("loss", "loss"), ("accuracy", "acc"))  # (panel title, history key suffix): train_acc, val_acc, ...
 CURVE_DASH = {"train": "dash", "val": "solid"}  # another val set (a real-photo one, `{name}_val_acc`): dotted
+MIN_BIN_FACES = 10  # a calibration bin with fewer faces is not drawn: its accuracy says little
 FEW_EPOCHS = 12  # curves of at most this many epochs (a short fine-tune) also mark each epoch, with these:
 CURVE_MARKER = {"dash": "circle-open", "solid": "circle", "dot": "diamond"}  # tell them apart when packed tight
 PERCENT = (report.ACC, report.TTA, report.ROBUST, report.SPREAD)
@@ -553,16 +554,17 @@ def _reliability_trace(bins, name, color, dash):
 
 def reliability_figure(cards) -> go.Figure:
     """Accuracy against confidence per bin (marker size ~ faces in the bin), with the ideal diagonal;
-    a dotted line per model whose card has reliability bins after temperature scaling."""
+    a dotted line per model whose card has reliability bins after temperature scaling. Bins of fewer than
+    MIN_BIN_FACES faces are left out: one face at 20% confidence drew a spike to 100% or 0%."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                                line={"color": "grey", "dash": "dot"}))
     palette = colors(cards)
     for card in cards:
         name = card["name"]
-        bins = reliability_bins(card)
+        bins = [b for b in reliability_bins(card) if b[2] >= MIN_BIN_FACES]
         if bins:
             fig.add_trace(_reliability_trace(bins, name, palette[name], "solid"))
-        scaled = reliability_bins(card, "calibration", "reliability_after")
+        scaled = [b for b in reliability_bins(card, "calibration", "reliability_after") if b[2] >= MIN_BIN_FACES]
         if scaled:
             t = calibration(card)["temperature"]
             label = f"{name} (T={t:g})" if t is not None else f"{name} (temperature-scaled)"
