@@ -115,6 +115,20 @@ def test_numbered_labels_start_with_each_faces_number():
     assert np.array_equal(plain[150:], numbered[150:])  # the boxes themselves are the same
 
 
+def test_a_crowds_labels_are_no_wider_than_their_faces_and_do_not_cover_each_other():
+    """Six 100-px faces 10 px apart on a 1280-px picture: at the picture's own font size each label ("3: happy
+    93%") would be about 220 px wide, over two neighbours."""
+    faces = [face("happy" if i % 2 else "sad", (100 + 110 * i, 300, 100, 100)) for i in range(6)]
+    out = draw_faces(grey_canvas(960, 1280), faces, numbered=True)
+    thickness, font_scale = line_style(out.shape)
+    assert thickness == 3 and font_scale > 0.9
+    for f in faces:  # row 298: the tag's padding just above the box's top line (rows 299-301)
+        width = int((out[298, f.box[0]:] == emotion_bgr(f.label)).all(axis=1).argmin())
+        assert 60 <= width <= 100 + thickness  # as wide as its box's outline at most: clear of the next one
+    lone = draw_faces(grey_canvas(960, 1280), faces[:1], numbered=False)  # one face keeps the picture's font
+    assert (lone[298, 100:] == emotion_bgr("sad")).all(axis=1).argmin() > 120  # "sad 93%", wider than its box
+
+
 def test_label_goes_inside_the_box_at_the_top_edge():
     out = draw_faces(grey_canvas(300, 300), [face("sad", (50, 0, 150, 150))])
     assert (out[12:17, 50:100] == emotion_bgr("sad")).all()  # the tag's lower part, inside the box

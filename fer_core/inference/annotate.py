@@ -56,16 +56,32 @@ def faces_tally(faces) -> str:
     return f"{len(faces)} faces: " + ", ".join(f"{n} {e}" for n, _, e in counts)
 
 
+MIN_FONT_SCALE = 0.35  # OpenCV font scale: about 7 px high letters, the smallest still readable
+
+
 def line_style(shape) -> tuple:
     """(line thickness in px, font scale) for a picture of this shape: both grow with its size."""
     side = max(shape[:2])
-    return max(1, round(side / 400)), max(0.35, side / 1400)
+    return max(1, round(side / 400)), max(MIN_FONT_SCALE, side / 1400)
+
+
+def fitted_scale(text, width, font_scale, thickness) -> float:
+    """`font_scale`, made smaller (down to MIN_FONT_SCALE) so that `text` on its tag is at most `width` px wide."""
+    pad = 2 * max(2, thickness) + 1  # as _draw_label pads it; OpenCV's filled rectangle includes both ends
+
+    def tag_width(scale):
+        return cv2.getTextSize(text, FONT, scale, max(1, thickness // 2))[0][0] + pad
+    scale = max(MIN_FONT_SCALE, min(font_scale, font_scale * (width - pad) / (tag_width(font_scale) - pad)))
+    while scale > MIN_FONT_SCALE and tag_width(scale) > width:  # the text's width is not quite linear in scale
+        scale = max(MIN_FONT_SCALE, scale * 0.98)
+    return scale
 
 
 def draw_faces(image: np.ndarray, faces, scale: float = 1.0, numbered: bool = False) -> np.ndarray:
     """A copy of BGR `image` with each face's box and label; boxes are multiplied by `scale`
     (for a picture that `images.downscale` made smaller). `numbered`: each label starts with the face's
-    number, 1 for the first in `faces`, so a list of the faces can refer to its box."""
+    number, 1 for the first in `faces`, so a list of the faces can refer to its box. With several faces each
+    label is made no wider than its box where the font allows, so that a crowd's labels do not cover each other."""
     out = image.copy()
     thickness, font_scale = line_style(out.shape)
     for number, face in enumerate(faces, 1):
@@ -73,7 +89,8 @@ def draw_faces(image: np.ndarray, faces, scale: float = 1.0, numbered: bool = Fa
         color = emotion_bgr(face.label)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness)
         text = label_text(face, number if numbered else None)
-        _draw_label(out, text, (x, y), color, thickness, font_scale)
+        size = fitted_scale(text, w + thickness, font_scale, thickness) if len(faces) > 1 else font_scale
+        _draw_label(out, text, (x, y), color, thickness, size)
     return out
 
 
