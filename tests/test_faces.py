@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer_core.data import faces
-from fer_core.data.faces import HaarDetector, YuNetDetector, create_detector, yunet_model_path
+from fer_core.data.faces import HaarDetector, YuNetDetector, create_detector, reading_order, yunet_model_path
 from fer_core.inference.live import iou
 
 try:
@@ -81,6 +81,17 @@ def assert_boxes(boxes, image):
 
 
 # --- Haar ---------------------------------------------------------------------------------------
+
+def test_reading_order_counts_rows_from_the_top_each_left_to_right():
+    back = [(420, 80, 100, 100), (120, 100, 100, 100), (270, 70, 100, 100)]  # heads 20-30 px apart in height
+    front = [(340, 190, 110, 110), (30, 200, 110, 110), (190, 185, 110, 110)]  # 110 px lower: another row
+    assert reading_order(front + back) == sorted(back) + sorted(front)
+    line_up = [(100 * i, 40 * i % 90, 100, 100) for i in range(8)]  # heads up to 80 px apart, no two rows
+    assert reading_order(line_up[::-1]) == line_up
+    slope = [(100 * i, 12 * i, 100, 100) for i in range(8)]  # a tilted line-up, 84 px from end to end
+    assert reading_order(slope[::-1]) == slope
+    assert reading_order([]) == [] and reading_order([(5, 5, 10, 10)]) == [(5, 5, 10, 10)]
+
 
 def test_haar_finds_the_one_face(haar, photo):
     boxes = haar.detect(photo)

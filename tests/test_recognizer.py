@@ -117,6 +117,13 @@ def test_results_are_left_to_right(rec, photo):
         check_result(r, row.shape)
 
 
+def test_results_of_a_group_in_rows_are_in_reading_order(rec, photo):
+    """Two rows of three: the top row left to right, then the bottom row, as the upload page numbers them."""
+    grid = montage(photo, 2, 3)
+    tiles = [(r.box[1] // 512, r.box[0] // 512) for r in rec.predict(grid)]
+    assert tiles == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
 def test_no_face_gives_empty_list(rec):
     assert rec.predict(np.full((480, 640, 3), 128, np.uint8)) == []
     assert rec.predict(np.random.default_rng(3).integers(0, 256, (300, 400, 3), dtype=np.uint8)) == []
@@ -125,7 +132,7 @@ def test_no_face_gives_empty_list(rec):
 @pytest.mark.slow
 def test_detect_matches_predict_boxes(rec, photo):
     row = montage(photo, 1, 3)
-    assert sorted(rec.detect(row)) == [r.box for r in rec.predict(row)]
+    assert sorted(rec.detect(row)) == [r.box for r in rec.predict(row)]  # one row: reading order is left to right
 
 
 @pytest.mark.parametrize("bad", [b"", b"not an image at all", "no/such/file.jpg", 7, np.zeros((5, 5, 7), np.uint8)])

@@ -1,7 +1,8 @@
 """Results as a table to download: one row per face, as CSV or JSON text.
 
-Columns: file, face (1-based, left to right, as the page numbers them), the box x, y, w, h in the
-original picture's pixels, label, confidence and the seven probabilities in EMOTIONS order.
+Columns: file, face (1-based, in reading order: rows from the top, each left to right, as the page numbers
+them), the box x, y, w, h in the original picture's pixels, label, confidence and the seven probabilities in
+EMOTIONS order.
 Probabilities are rounded to 4 decimals, as FaceResult.to_dict does.
 """
 import csv

@@ -138,6 +138,31 @@ def yunet_decode(outputs, shape) -> np.ndarray:
     return found
 
 
+ROW_SHARE = 0.5  # reading_order: a face is in a row when its centre is this share of a face or less below it
+
+
+def reading_order(boxes) -> list:
+    """Boxes (x, y, w, h) in reading order: rows of faces from the top, each row left to right, as people
+    count a group photo. Taken from the top, a box joins the last row when its centre is at most ROW_SHARE of
+    that row's mean face height below the row's mean centre, so a line-up whose heads sit a little higher or
+    lower stays one row, left to right."""
+    rows = []
+    for box in sorted(boxes, key=_centre_y):
+        if rows and _centre_y(box) - np.mean([_centre_y(b) for b in rows[-1]]) <= ROW_SHARE * _height(rows[-1]):
+            rows[-1].append(box)
+        else:
+            rows.append([box])
+    return [box for row in rows for box in sorted(row)]
+
+
+def _centre_y(box):
+    return box[1] + box[3] / 2
+
+
+def _height(row):
+    return np.mean([b[3] for b in row])
+
+
 def _square(x, y, w, h):
     """YuNet's boxes run from brow to chin; a square of the face's width around the same centre
     frames the face like Haar's boxes (and FER2013's crops) do."""

@@ -139,7 +139,7 @@ class ImageResult:
 
 def analyse(recognizer, name: str, data, max_side: int = DISPLAY_MAX_SIDE, tta="none") -> ImageResult:
     """Decode `data` (bytes or anything load_image takes), find and classify its faces (with `tta`, see
-    EmotionRecognizer.classify), draw them (numbered left to right when there are several).
+    EmotionRecognizer.classify), draw them (numbered as `predict` orders them, row by row, when there are several).
 
     A large JPEG is decoded at a fraction of its size that still has every pixel the detector and the drawing
     read (`images.load_image_reduced`); the boxes are given in the whole picture's pixels all the same.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..data.emotions import EMOTIONS
-from ..data.faces import create_detector
+from ..data.faces import create_detector, reading_order
 from ..data.images import load_image, load_image_reduced
 from ..data.preprocess import FACE_SIZE, crop_face
 from ..errors import FerError
@@ -126,11 +126,11 @@ class EmotionRecognizer:
         return softmax(predict_logits(self.net, faces, self.device, tta=tta), self.temperature)
 
     def predict(self, image, tta="none") -> list:
-        """Every face in `image`, left to right, as FaceResult with its box in the picture's pixels; `tta` as in
-        `classify`. A large JPEG is decoded at the fraction of its size the detector reads whole
-        (`images.load_image_reduced`), as the upload page does."""
+        """Every face in `image` in reading order (rows from the top, each left to right: `faces.reading_order`),
+        as FaceResult with its box in the picture's pixels; `tta` as in `classify`. A large JPEG is decoded at the
+        fraction of its size the detector reads whole (`images.load_image_reduced`), as the upload page does."""
         bgr, size = load_image_reduced(image, self.detector.max_side)
-        boxes = self.detector.detect(bgr)
+        boxes = reading_order(self.detector.detect(bgr))
         if not boxes:
             return []
         probs = self.classify(np.stack([crop_face(bgr, b) for b in boxes]), tta=tta)
