@@ -3,7 +3,7 @@ Grad-CAM heat maps on request, and the results as CSV or JSON. The work is fer_c
 import streamlit as st
 
 import ui
-from fer_core import FerError
+from fer_core import EMOTIONS, FerError
 from fer_core.app.downloads import results_rows, to_csv, to_json
 from fer_core.app.examples import example_photo
 
@@ -72,6 +72,15 @@ def show_face(key, index, face, crop, model):
         cam_col.image(crop, caption="the face as the model sees it", width="stretch")
 
 
+def show_face_table(result):
+    """The faces of a group photo in one table, sortable by emotion or confidence."""
+    st.dataframe(face_table(result.faces, result.crops), hide_index=True, row_height=56, column_config={
+        "face": st.column_config.NumberColumn(width="small"),
+        "crop": st.column_config.ImageColumn("picture", width="small", help="the face as the model sees it"),
+        "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+        "probabilities": st.column_config.BarChartColumn(y_min=0.0, y_max=1.0, help=", ".join(EMOTIONS))})
+
+
 def show_result(key, result, model):
     """One picture: the annotated photo beside a row per face (with heat maps when `model` is given), or a
     friendly message."""
@@ -91,8 +100,13 @@ def show_result(key, result, model):
             st.markdown(tally)
         if result.faces and dark:
             st.caption(dark)
-        for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
-            show_face(key, index, face, crop, model)
+        box = st.container()
+        if len(result.faces) > MANY_FACES:  # a group: one table first, each face's chart on request
+            show_face_table(result)
+            box = st.expander("A chart for each face" + (" and its heat map" if model is not None else ""))
+        with box:
+            for index, (face, crop) in enumerate(zip(result.faces, result.crops), 1):
+                show_face(key, index, face, crop, model)
 
 
 st.title("Upload & classify")
@@ -107,8 +121,8 @@ flip = st.toggle("Average each face with its mirror image", value=True, key="fli
 # not wait. PyTorch loads only for Grad-CAM, or where the model has no usable int8 file.
 ui.before_first_heavy_import()
 from fer_core.data.images import dark_note  # noqa: E402
-from fer_core.inference.annotate import (UPLOAD_TTA, analyse, faces_tally, label_text,  # noqa: E402
-                                        probability_chart)
+from fer_core.inference.annotate import (MANY_FACES, UPLOAD_TTA, analyse, face_table, faces_tally,  # noqa: E402
+                                        label_text, probability_chart)
 
 recognizer = ui.recognizer()
 if inputs:

@@ -1,5 +1,7 @@
 """fer_core.inference.annotate: colours, labels, downscaling, boxes drawn on a copy, the probability chart, and
 `analyse` (the upload page's per-file path) on real photos, a non-image and a picture without a face."""
+import base64
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from skimage import data
 from fer_core import EMOTIONS, EmotionRecognizer
 from fer_core.data.images import downscale
 from fer_core.inference.annotate import (DISPLAY_MAX_SIDE, EMOTION_COLORS, analyse, draw_faces, emotion_bgr,
-                                         faces_tally, label_text, line_style, probability_chart, text_bgr)
+                                         face_table, faces_tally, label_text, line_style, probability_chart, text_bgr)
 from fer_core.data.preprocess import FACE_SIZE, crop_face
 from fer_core.inference.recognizer import FaceResult
 
@@ -55,6 +57,17 @@ def test_faces_tally_counts_the_emotions_most_common_first():
     assert faces_tally(faces) == "7 faces: 3 happy, 2 neutral, 1 angry, 1 sad"  # ties in EMOTIONS order
     assert faces_tally(faces[:2]) == "2 faces: 1 happy, 1 sad"
     assert faces_tally(faces[:1]) == faces_tally([]) == ""
+
+
+def test_face_table_has_a_row_per_face_with_its_crop_and_probabilities():
+    crops = [np.full((48, 48), 30, np.uint8), np.tile(np.arange(48, dtype=np.uint8) * 5, (48, 1))]
+    rows = face_table([face("sad", confidence=0.6), face("happy", confidence=0.9)], crops)
+    assert [(r["face"], r["emotion"], r["confidence"]) for r in rows] == [(1, "sad", 0.6), (2, "happy", 0.9)]
+    assert rows[1]["probabilities"] == [face("happy", confidence=0.9).scores[e] for e in EMOTIONS]
+    for row, crop in zip(rows, crops):
+        png = base64.b64decode(row["crop"].removeprefix("data:image/png;base64,"))
+        assert np.array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE), crop)
+    assert face_table([], []) == []
 
 
 def test_line_style_grows_with_the_picture():

@@ -104,6 +104,21 @@ def test_a_group_photo_gets_a_row_per_face(app):
     assert all(": happy " in f for f in faces)
     assert len(chart_bars(app)) == 3
     assert "3 faces: 3 happy" in values(app.markdown)  # the tally above the faces
+    assert not app.dataframe and not app.expander  # a few faces: a chart each, no table
+
+
+def test_a_big_group_is_tabled_first_with_each_chart_on_request(app):
+    group = montage(astronaut_bgr(), 2, 4, vary=False)[:, :, ::-1]  # eight astronauts in two rows
+    upload(app, ("group.png", encode(Image.fromarray(group), "PNG"), "image/png"))
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert list(table["face"]) == list(range(1, 9)) and set(table["emotion"]) == {"happy"}
+    assert all(p[EMOTIONS.index("happy")] == c for p, c in zip(table["probabilities"], table["confidence"]))
+    assert all(url.startswith("data:image/png;base64,") for url in table["crop"])
+    expander, = app.expander
+    assert expander.label == "A chart for each face"
+    faces = [m.value for m in expander.markdown if m.value.startswith("**Face")]
+    assert len(faces) == 8 and len(chart_bars(app)) == 8 and faces[7].startswith("**Face 8: happy ")
 
 
 def test_the_same_photo_twice(app, astronaut_png):

@@ -4,6 +4,7 @@ and `analyse`, the upload page's whole per-file path (decode, detect, classify, 
 Pictures are BGR uint8, as everywhere in fer_core. Each emotion has one colour, used for its
 boxes here and its bar in `probability_chart`, so the two read together.
 """
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ EMOTION_COLORS = {  # hex RGB, one per emotion
     "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#8c8c8c",
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+MANY_FACES = 6  # a picture with more faces lists them in one table first (face_table); the charts come after
 
 
 def emotion_bgr(label: str) -> tuple:
@@ -57,6 +59,18 @@ def faces_tally(faces) -> str:
 
 
 MIN_FONT_SCALE = 0.35  # OpenCV font scale: about 7 px high letters, the smallest still readable
+
+
+def face_table(faces, crops) -> list:
+    """One row per face, for the table of a group photo's faces: its number, its 48x48 crop (a PNG data URL, as
+    the model sees it), label, confidence and the list of its seven probabilities in EMOTIONS order."""
+    rows = []
+    for number, (face, crop) in enumerate(zip(faces, crops), 1):
+        png = cv2.imencode(".png", crop)[1].tobytes()
+        rows.append({"face": number, "crop": "data:image/png;base64," + base64.b64encode(png).decode(),
+                     "emotion": face.label, "confidence": float(face.confidence),
+                     "probabilities": [float(face.scores[e]) for e in EMOTIONS]})
+    return rows
 
 
 def line_style(shape) -> tuple:
