@@ -47,7 +47,7 @@ st.subheader("Accuracy vs CPU latency")
 datasets = report.datasets(cards)
 accuracy_on, build_of = st.columns(2)
 speed_dataset = accuracy_on.selectbox(
-    "Accuracy on", datasets, index=datasets.index(compare.default_speed_dataset(cards)), key="compare_speed_dataset",
+    "Accuracy on", datasets, index=datasets.index(compare.default_dataset(cards)), key="compare_speed_dataset",
     help="Opens on the real photos when the cards were measured on some: the faces people bring.")
 build = build_of.radio("Latency and accuracy of", list(compare.BUILDS), format_func=compare.BUILDS.get,
                        horizontal=True, key="compare_speed_build",
@@ -61,7 +61,8 @@ st.subheader("Per-class F1")
 st.plotly_chart(compare.per_class_f1_figure(selected))
 
 st.subheader("Per dataset")
-dataset = st.selectbox("Dataset", datasets, key="compare_dataset")
+dataset = st.selectbox("Dataset", datasets, index=datasets.index(compare.default_dataset(cards)),
+                       key="compare_dataset", help="Opens on the real photos when the cards were measured on some.")
 st.dataframe(compare.dataset_rows(selected, dataset), hide_index=True, column_config={
     "val acc": percent, "val acc (TTA)": percent, "val macro-F1": st.column_config.NumberColumn(format="%.3f"),
     "no face": st.column_config.NumberColumn(help="photos where the detector found no face (not scored)")})

@@ -497,7 +497,7 @@ def scatter_points(names) -> list:
     """Of `names`, those the accuracy-vs-latency scatter places as it opens (int8 build, its first dataset)."""
     from fer_core.app import compare
     cards = compare.load_cards()
-    dataset = compare.default_speed_dataset(cards)
+    dataset = compare.default_dataset(cards)
     return [c["name"] for c in cards if c["name"] in names and compare.speed_point(c, dataset)]
 
 

@@ -172,7 +172,7 @@ def test_shipped_scatter_has_one_point_per_model_at_its_latency_and_accuracy(dat
 
 def test_the_int8_scatter_shows_what_the_app_runs_faster_than_fp32_and_opens_on_real_photos():
     cards = {c["name"]: c for c in read_cards()}
-    assert compare.default_speed_dataset(list(cards.values())) == "wild_photos"
+    assert compare.default_dataset(list(cards.values())) == "wild_photos"
     int8 = {t.name: (t.x[0], t.y[0]) for t in compare.accuracy_latency_figure(list(cards.values())).data}
     fp32 = {t.name: (t.x[0], t.y[0]) for t in compare.accuracy_latency_figure(list(cards.values()), build="fp32").data}
     assert "resnet18" in fp32 and "resnet18" not in int8
@@ -389,7 +389,7 @@ def test_a_new_card_appears_without_code_changes(weights_dir):
     assert [(t.name, t.x[0], t.y[0]) for t in fig.data] == [("alpha", 3.0, 0.6), ("beta", 1.0, 0.4),
                                                              ("gamma", 5.0, 0.7)]
     assert compare.default_selection(cards, "alpha") == ["alpha", "gamma"]  # no ensemble among them
-    assert compare.default_speed_dataset(cards) == "fer2013"  # no photo set measured: the scatter opens on FER2013
+    assert compare.default_dataset(cards) == "fer2013"  # no photo set measured: the scatter opens on FER2013
 
 
 def test_a_card_with_no_metrics_gives_empty_cells_and_empty_figures(weights_dir):

@@ -181,9 +181,9 @@ def speed_point(card, dataset=PRIMARY, build="int8"):
     return None if ms is None or acc is None else (ms, acc)
 
 
-def default_speed_dataset(cards) -> str:
-    """The dataset the scatter opens on: the first real-photo set the cards were measured on (the faces people
-    bring), else FER2013."""
+def default_dataset(cards) -> str:
+    """The dataset the scatter and the per-dataset section open on: the first real-photo set the cards were
+    measured on (the faces people bring), else FER2013."""
     return next(iter(report.datasets(cards)[1:]), PRIMARY)
 
 
