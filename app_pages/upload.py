@@ -7,7 +7,7 @@ from fer_core import EMOTIONS, FerError
 from fer_core.app.downloads import results_rows, to_csv, to_json
 from fer_core.app.examples import example_photo
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "heic", "heif", "avif"]
 PHOTO_MB = 20  # per photo; a 12-megapixel phone JPEG is 3-8 MB
 NO_FACE_HINT = ("Faces need to be roughly frontal and at least about 5% of the picture's shorter side; "
                 "another face detector in the sidebar may find them.")
@@ -23,7 +23,7 @@ def analysed(_recognizer, selection, name, data, tta):
 def pictures() -> list:
     """(name, bytes) for each uploaded file, then the camera snapshot if one was taken; with neither, the
     bundled example photo once its button was clicked."""
-    files = st.file_uploader("Photos: JPEG, PNG, WebP, BMP or GIF, one or many", type=IMAGE_TYPES,
+    files = st.file_uploader("Photos: JPEG, PNG, HEIC, WebP, AVIF, BMP or GIF, one or many", type=IMAGE_TYPES,
                              accept_multiple_files=True, key="upload_files", max_upload_size=PHOTO_MB)
     found = [(f.name, f.getvalue()) for f in files or []]
     if st.toggle("Take a snapshot with the camera", key="use_camera",

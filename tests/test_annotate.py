@@ -200,7 +200,7 @@ def test_analyse_numbers_the_faces_of_a_picture_with_several(rec):
     assert np.array_equal(one.annotated, draw_faces(astronaut_bgr(), one.faces))  # a lone face: no number
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP", "GIF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP", "GIF", "AVIF"])
 def test_analyse_every_upload_format(rec, fmt):
     img = Image.fromarray(astronaut_rgb())
     result = analyse(rec, f"astronaut.{fmt.lower()}", encode(img.convert("P") if fmt == "GIF" else img, fmt))

@@ -1,5 +1,6 @@
 """fer_core.data.images.load_image: every input kind -> BGR uint8 HxWx3, or a readable InvalidImageError."""
 import io
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def assert_bgr_image(out, shape):
     ("JPEG", {"quality": 90}, 5.0),
     ("WEBP", {"quality": 90}, 5.0),
     ("GIF", {}, 6.0),  # 256-colour quantisation
+    ("AVIF", {"quality": 90}, 5.0),
 ])
 def test_formats_decode_to_bgr_matching_the_source(rgb, bgr, fmt, kwargs, tolerance):
     data = encode(Image.fromarray(rgb), fmt, **kwargs)
@@ -57,6 +59,38 @@ def test_formats_decode_to_bgr_matching_the_source(rgb, bgr, fmt, kwargs, tolera
     assert mad(out, bgr) <= tolerance
     # the channel order really is BGR: against the unswapped RGB source the error is large
     assert mad(out, rgb) > 20
+
+
+def heic(image: Image.Image, **kwargs) -> bytes:
+    """An HEIC file, as iPhones save photos (pillow-heif's encoder)."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buf, quality=90, **kwargs)
+    return buf.getvalue()
+
+
+def test_heic_decodes_to_bgr_matching_the_source(rgb, bgr):
+    data = heic(Image.fromarray(rgb))
+    assert data[4:12] == b"ftypheic"
+    out = load_image(data)
+    assert_bgr_image(out, (512, 512, 3))
+    assert mad(out, bgr) <= 5.0 and mad(out, rgb) > 20
+
+
+def test_heic_orientation_is_applied_once(rgb):
+    raw = rgb[:200, :300]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    out = load_image(heic(Image.fromarray(raw), exif=exif.tobytes()))
+    assert_bgr_image(out, (300, 200, 3))
+    assert mad(out, np.rot90(raw[:, :, ::-1], k=-1)) < 5 < mad(out, np.rot90(raw[:, :, ::-1], k=1))
+
+
+def test_heic_without_pillow_heif_says_what_to_install(rgb, monkeypatch):
+    data = heic(Image.fromarray(rgb))
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if it were not installed
+    with pytest.raises(InvalidImageError, match=r"pillow-heif .*or save the photo as JPEG"):
+        load_image(data)
 
 
 def test_png_is_exact_and_channels_are_swapped(rgb, bgr):

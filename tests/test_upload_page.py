@@ -61,7 +61,7 @@ def test_page_renders(app):
     assert values(app.title) == ["Upload & classify"]
     uploader = app.file_uploader(key="upload_files")
     assert uploader.accept_multiple_files
-    assert {".jpg", ".png", ".webp", ".bmp", ".gif"} <= set(uploader.allowed_type)
+    assert {".jpg", ".png", ".webp", ".bmp", ".gif", ".heic", ".heif", ".avif"} <= set(uploader.allowed_type)
     assert len(app.camera_input) == 0  # the browser asks for the camera only when the user wants it
     assert not app.error and not app.get("plotly_chart")
 
@@ -79,6 +79,17 @@ def test_a_smiling_face_is_happy(app, astronaut_png):
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)
     assert any("512x512 px" in c for image in app.image for c in image.captions)
     assert [b.label for b in app.download_button] == ["Download CSV", "Download JSON"]
+
+
+def test_an_iphone_photo_in_heic_is_read(app):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.fromarray(astronaut_rgb())).save(buf, quality=90)
+    upload(app, ("IMG_0001.HEIC", buf.getvalue(), "image/heic"))
+    assert not app.exception and not app.error
+    face_line, = [m for m in values(app.markdown) if m.startswith("**Face")]
+    assert face_line.startswith("**Face 1: happy ")
+    assert any("512x512 px" in c for image in app.image for c in image.captions)
 
 
 def test_many_files_and_one_bad_one(app, astronaut_jpeg):

@@ -3,6 +3,8 @@
 Accepts a path, bytes, a PIL image or a numpy array (BGR, as OpenCV gives; grey, BGRA, 16-bit
 and float arrays too). Applies EXIF orientation, takes the first frame of animations, converts
 CMYK, palette, 16-bit and alpha images, and refuses pictures over MAX_PIXELS before decoding them.
+Reads what Pillow reads (JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF) and HEIC/HEIF, iPhones' photos, through
+pillow-heif, imported the first time such a file comes.
 """
 import io
 import os
@@ -17,6 +19,7 @@ from ..errors import InvalidImageError
 
 MAX_PIXELS = 50_000_000  # larger pictures are refused (decompression bombs)
 MAX_BYTES = 100 * 1024 * 1024  # and so are files over 100 MB
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}  # its `ftyp` box's brands
 JPEG_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                 8: cv2.IMREAD_REDUCED_COLOR_8}  # OpenCV's flags for a JPEG decoded at 1/k of its size
 
@@ -70,7 +73,7 @@ def _from_bytes(data: bytes, what: str, min_side=None) -> tuple:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))  # reads the header only
+            img = _open(data)  # reads the header only
             _check_size(img.size, what)
             if _plain_jpeg(img, data):
                 return _from_jpeg(data, img, min_side)
@@ -80,10 +83,29 @@ def _from_bytes(data: bytes, what: str, min_side=None) -> tuple:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         if isinstance(e, UnidentifiedImageError):
-            raise InvalidImageError(f"{what} is not an image we can read (JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
+            raise InvalidImageError(f"{what} is not an image we can read "
+                                    "(JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF, HEIC)") from None
         raise InvalidImageError(f"{what} is too large to open safely") from None
     except Exception as e:  # truncated or corrupt files raise many kinds of errors inside Pillow
         raise InvalidImageError(f"{what} is damaged or not a complete image ({type(e).__name__})") from None
+
+
+def _open(data: bytes) -> Image.Image:
+    """Pillow's lazy image, with HEIF's reader registered first when `data` is a HEIF file."""
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        _read_heif()
+    return Image.open(io.BytesIO(data))
+
+
+def _read_heif():
+    """Teach Pillow to read HEIC/HEIF (pillow-heif; registering again is harmless). It also applies the photo's
+    rotation and sets its EXIF orientation to 1, so the picture is not turned twice."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        raise InvalidImageError("HEIC/HEIF photos need the pillow-heif package (pip install pillow-heif), "
+                                "or save the photo as JPEG") from None
+    register_heif_opener()
 
 
 def _plain_jpeg(img: Image.Image, data: bytes) -> bool:
