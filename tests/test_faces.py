@@ -155,6 +155,43 @@ def test_yunet_big_picture_in_original_pixels(yunet, photo, big_photo):
     assert iou(big[0], tuple(v * scale for v in small[0])) > 0.5
 
 
+def close_up(photo, share, size=(3000, 4000)):
+    """A portrait photo (3:4) cut around the astronaut's face so that its box is `share` of the width: a selfie
+    held close, at a phone's 12 MP."""
+    x, y, w, h = 178, 75, 90, 90  # YuNet's box on the astronaut
+    width = int(w / share)
+    top, left = y + h // 2 - width * 2 // 3 + 600, x + w // 2 - width // 2 + 600
+    padded = cv2.copyMakeBorder(photo, 600, 600, 600, 600, cv2.BORDER_REFLECT)
+    return cv2.resize(padded[top:top + width * 4 // 3, left:left + width], size, interpolation=cv2.INTER_CUBIC)
+
+
+@needs_yunet
+@pytest.mark.parametrize("share", [0.3, 0.7, 1.0])
+def test_yunet_finds_a_close_selfie_whose_face_fills_the_photo(yunet, photo, share):
+    """At 1280 px YuNet missed any face over about 60% of the width; a 320-px pass finds it, as one box."""
+    big = close_up(photo, share)
+    boxes = yunet.detect(big)
+    assert_boxes(boxes, big)
+    (x, y, w, h), = boxes
+    assert abs(w / big.shape[1] - share) < 0.15 and abs(x + w / 2 - 1500) < 300
+
+
+@needs_yunet
+def test_the_close_up_pass_runs_only_on_pictures_read_above_640_px(yunet, photo, monkeypatch):
+    calls = []
+    monkeypatch.setattr(YuNetDetector, "_close_ups", lambda self, bgr: calls.append(bgr.shape) or np.zeros((0, 4)))
+    yunet.detect(cv2.resize(photo, (640, 480)))  # a webcam frame: its own 320-px copy is detected already
+    assert calls == []
+    assert len(yunet.detect(cv2.resize(photo, (1280, 960)))) == 1 and calls == [(960, 1280, 3)]
+
+
+def test_add_new_keeps_the_first_boxes_and_adds_only_those_that_overlap_none():
+    boxes = np.array([[0, 0, 100, 100], [300, 0, 100, 100]], float)
+    more = np.array([[10, 10, 100, 100], [600, 0, 400, 400]], float)  # the first is the same face again
+    assert faces._add_new(boxes, more).tolist() == [[0, 0, 100, 100], [300, 0, 100, 100], [600, 0, 400, 400]]
+    assert faces._add_new(boxes, np.zeros((0, 4))) is boxes
+
+
 @needs_yunet
 def test_yunet_group_photo(yunet, group):
     boxes = yunet.detect(group)

@@ -30,6 +30,9 @@ HAAR_MIN_FACE = 0.05  # smallest face, as a share of the picture's shorter side 
 HAAR_NEIGHBORS = 6  # higher = fewer false faces
 YUNET_MAX_SIDE = 1280  # detect on at most this many pixels per side: a face of 5% of a 12-MP photo's height is
 # then 48 px, which YuNet finds (300 real faces: 97% at 1280, 77% at 960, 5% at 640; `python -m fer_core recall`)
+YUNET_CLOSE_SIDE = 320  # and again at this size when it read more than twice it: a face over about 60% of the
+# picture's width escapes YuNet at 1280 px (a close selfie); at 320 px it is found up to the whole width
+YUNET_CLOSE_FACE = 1 / 3  # from that pass, only faces at least this share of the picture's shorter side
 YUNET_SCORE = 0.7  # smallest face score kept
 YUNET_NMS = 0.3  # boxes overlapping a better one by more than this IoU are dropped
 YUNET_TOP_K = 5000  # at most this many boxes enter suppression
@@ -96,16 +99,43 @@ class YuNetDetector:
             raise ValueError(f"{model_path} is not a YuNet model: it has no output {', '.join(sorted(missing))}")
 
     def detect(self, bgr: np.ndarray, min_face: float = 0.0) -> list:
-        """Boxes of faces at least `min_face` of the picture's shorter side wide."""
+        """Boxes of faces at least `min_face` of the picture's shorter side wide. A picture read at more than
+        twice YUNET_CLOSE_SIDE is also read at that size for close-ups, which YuNet misses at large sizes."""
         small, scale = downscale(bgr, self.max_side)
-        found = self.rows(small)
-        boxes = [_clip_box(*_square(*(v / scale for v in row[:4])), bgr.shape[1], bgr.shape[0]) for row in found]
+        found = self.rows(small)[:, :4] / scale
+        if max(small.shape[:2]) > 2 * YUNET_CLOSE_SIDE:
+            found = _add_new(found, self._close_ups(small) / scale)
+        boxes = [_clip_box(*_square(*row), bgr.shape[1], bgr.shape[0]) for row in found]
         smallest = min_face * min(bgr.shape[:2])
         return sorted(b for b in boxes if b and b[2] >= smallest)
+
+    def _close_ups(self, bgr: np.ndarray) -> np.ndarray:
+        """Boxes (x, y, w, h) in `bgr`'s pixels of faces at least YUNET_CLOSE_FACE of its shorter side, found on a
+        YUNET_CLOSE_SIDE copy."""
+        close, scale = downscale(bgr, YUNET_CLOSE_SIDE)
+        boxes = self.rows(close)[:, :4] / scale
+        return boxes[boxes[:, 2] >= YUNET_CLOSE_FACE * min(bgr.shape[:2])]
 
     def rows(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet's faces in `bgr` as it is (no downscaling): rows (x, y, w, h, score), YuNet's own boxes."""
         return yunet_decode(self._session.run(self._outputs, {self._input: yunet_blob(bgr)}), bgr.shape)
+
+
+def _add_new(boxes: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """`boxes` and those of `more` that overlap none of them by more than YUNET_NMS (IoU)."""
+    new = [b for b in more if all(iou(b, a) <= YUNET_NMS for a in boxes)]
+    return np.concatenate([boxes, np.reshape(new, (-1, 4))]) if new else boxes
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
 
 
 def yunet_blob(bgr: np.ndarray) -> np.ndarray:

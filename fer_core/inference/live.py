@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..data.emotions import EMOTIONS
+from ..data.faces import iou
 from ..data.images import dark_note, faces_level
 from ..data.preprocess import crop_face
 from .annotate import EMOTION_COLORS, draw_faces, emotion_bgr
@@ -37,17 +38,6 @@ DETECT_MAX_SIDE = 320  # detect on a copy of at most this many pixels per side (
 MIN_FACE = 0.15  # the smallest face found live: 15% of the frame's height (72 px at 480), about 2 m away
 ERROR_LOG_EVERY = 100  # log the first failed frame with its traceback, then one in this many
 BAR_W, BAR_H, BAR_GAP, BAR_TEXT_W = 50, 8, 2, 26  # probability bars beside each face, in pixels
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def ema(previous, new, alpha: float) -> np.ndarray:
