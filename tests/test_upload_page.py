@@ -130,6 +130,10 @@ def test_a_big_group_is_tabled_first_with_each_chart_on_request(app):
     assert expander.label == "A chart for each face"
     faces = [m.value for m in expander.markdown if m.value.startswith("**Face")]
     assert len(faces) == 8 and len(chart_bars(app)) == 8 and faces[7].startswith("**Face 8: happy ")
+    app.toggle(key="show_gradcam").set_value(True).run()
+    assert not app.exception
+    assert app.expander[0].label == "A chart for each face and its heat map"
+    assert [c for image in app.expander[0].image for c in image.captions] == ["Grad-CAM for happy"] * 8
 
 
 def test_the_same_photo_twice(app, astronaut_png):
