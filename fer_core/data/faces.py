@@ -24,6 +24,7 @@ from .images import downscale
 
 log = logging.getLogger(__name__)
 
+ROW_SHARE = 0.5  # reading_order: a face is in a row when its centre is this share of a face or less below it
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_MAX_SIDE = 1024  # detect on at most this many pixels per side
 HAAR_MIN_FACE = 0.05  # smallest face, as a share of the picture's shorter side (at least 24 px)
@@ -166,9 +167,6 @@ def yunet_decode(outputs, shape) -> np.ndarray:
                                 YUNET_NMS, 1.0, YUNET_TOP_K)
         found = found[np.asarray(keep, dtype=int).ravel()]
     return found
-
-
-ROW_SHARE = 0.5  # reading_order: a face is in a row when its centre is this share of a face or less below it
 
 
 def reading_order(boxes) -> list:

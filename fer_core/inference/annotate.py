@@ -26,6 +26,7 @@ EMOTION_COLORS = {  # hex RGB, one per emotion
     "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#8c8c8c",
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+MIN_FONT_SCALE = 0.35  # OpenCV font scale: about 7 px high letters, the smallest still readable
 MANY_FACES = 6  # a picture with more faces lists them in one table first (face_table); the charts come after
 
 
@@ -56,9 +57,6 @@ def faces_tally(faces) -> str:
     labels = [f.label for f in faces]
     counts = sorted(((labels.count(e), -i, e) for i, e in enumerate(EMOTIONS) if e in labels), reverse=True)
     return f"{len(faces)} faces: " + ", ".join(f"{n} {e}" for n, _, e in counts)
-
-
-MIN_FONT_SCALE = 0.35  # OpenCV font scale: about 7 px high letters, the smallest still readable
 
 
 def face_table(faces, crops) -> list:
